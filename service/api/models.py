@@ -1,0 +1,115 @@
+"""The model repository over HTTP: what is served, and predictions with numbers.
+
+GET  /models                  every model: served version, versions on disk, provider, errors
+GET  /models/<name>           one model in full: signature and manifest too
+POST /models/<name>/predict   {"inputs": ...} -> {"outputs": ...}; or a .npy body (see below)
+
+Inputs: for a model with one input, ``"inputs"`` is a nested list (a batch, or one sample with
+the batch axis left out, answered the same way); with several inputs, an object by input name.
+Outputs mirror that: a nested list for one output, an object by output name otherwise.
+``Content-Type: application/x-npy`` sends one input as a .npy array (float32, or uint8 pixels
+0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from flask import Blueprint, Response, g, request
+
+from service.api import bodies, config, registry
+from service.errors import InvalidInput, NotAcceptable
+from service.inference import predict
+from service.jsonio import json_response
+from service.registry import ModelState
+from service.runtime import LoadedModel
+from service.tensors import fit_to_spec, from_json, from_npy
+
+blueprint = Blueprint("models", __name__)
+
+NPY = "application/x-npy"
+
+
+@blueprint.get("/models")
+def list_models():
+    return json_response({"models": [_summary(state) for state in registry().states().values()]})
+
+
+@blueprint.get("/models/<name>")
+def describe_model(name: str):
+    state = registry().state(name)
+    served = state.served
+    detail = _summary(state)
+    detail.update(
+        requested_providers=served.requested_providers if served else None,
+        providers=served.providers if served else None,
+        inputs=[spec.model_dump() for spec in served.manifest.inputs] if served else None,
+        outputs=[spec.model_dump() for spec in served.manifest.outputs] if served else None,
+        manifest=served.manifest.model_dump(mode="json") if served else None,
+    )
+    return json_response(detail)
+
+
+def _summary(state: ModelState) -> dict:
+    served = state.served
+    return {
+        "name": state.name,
+        "served_version": served.number if served else None,
+        "versions_on_disk": state.versions_on_disk,
+        "provider": served.providers[0] if served else None,
+        "provider_fallback": served.provider_fallback if served else None,
+        "accepts_images": bool(served and served.manifest.image_input),
+        "load_errors": [
+            {"version": failure.version, "error": failure.reason} for failure in state.failures.values()
+        ],
+    }
+
+
+@blueprint.post("/models/<name>/predict")
+def predict_numbers(name: str):
+    model = registry().get(name)
+    g.model, g.version = model.name, model.number
+    wants_npy = _wants_npy()
+    if wants_npy and len(model.manifest.outputs) != 1:
+        raise NotAcceptable(f"{NPY} answers carry one array; model {name!r} has several outputs")
+    inputs = _read_inputs(model)
+    batches = {spec.name: fit_to_spec(inputs[spec.name], spec, config().max_batch_size) for spec in model.manifest.inputs}
+    outputs, _ = predict(model, batches)
+    if wants_npy:
+        buffer = io.BytesIO()
+        np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
+        return Response(buffer.getvalue(), mimetype=NPY)
+    rendered = {output: value.tolist() for output, value in outputs.items()}
+    return json_response(
+        {
+            "model": model.name,
+            "version": model.number,
+            "outputs": next(iter(rendered.values())) if len(rendered) == 1 else rendered,
+        }
+    )
+
+
+def _read_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
+    specs = model.manifest.inputs
+    if request.mimetype == NPY:
+        if len(specs) != 1:
+            raise InvalidInput(f"a {NPY} body carries one array; model {model.name!r} has {len(specs)} inputs")
+        return {specs[0].name: from_npy(request.get_data(), image_input=specs[0].image is not None)}
+    if not bodies.is_json_request():
+        raise bodies.unsupported(["application/json", NPY])
+    payload = bodies.json_object({"inputs"})
+    if "inputs" not in payload:
+        raise InvalidInput('the JSON body needs "inputs"')
+    inputs = payload["inputs"]
+    if len(specs) == 1:
+        return {specs[0].name: from_json(inputs, "inputs")}
+    if not isinstance(inputs, dict) or set(inputs) != {spec.name for spec in specs}:
+        raise InvalidInput(f'model {model.name!r} has several inputs: send "inputs" as an object with keys '
+                           f"{[spec.name for spec in specs]}")
+    return {spec.name: from_json(inputs[spec.name], f"inputs.{spec.name}") for spec in specs}
+
+
+def _wants_npy() -> bool:
+    accept = request.accept_mimetypes
+    return accept.quality(NPY) > accept.quality("application/json")

@@ -1,0 +1,90 @@
+"""POST /predict: digits from images, in whatever form people send them.
+
+Accepted bodies (the image model is ``?model=<name>``, else a ``model`` form field or JSON key,
+else the configured default):
+
+- ``multipart/form-data``: one or more files under any field names;
+- a raw image: ``Content-Type: image/*`` or ``application/octet-stream`` (or none);
+- JSON: ``{"image": "<base64>"}`` and/or ``{"images": ["<base64>", ...]}``; data URLs are fine.
+
+One image gives one result object; two or more give ``{"results": [...]}`` in request order
+("image" first, then "images"; form files in form order, files sharing a field name together).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from service import metrics
+from service.api import bodies, config, registry
+from service.errors import MalformedRequest, TooLarge
+from service.inference import ImageUpload, classify_images
+from service.jsonio import json_response
+
+blueprint = Blueprint("predict", __name__)
+
+RAW_IMAGE_TYPES = ["image/*", "application/octet-stream"]
+ACCEPTED = ["multipart/form-data", "application/json", *RAW_IMAGE_TYPES]
+
+
+@blueprint.post("/predict")
+def predict_digits():
+    uploads, model_in_body = _read_uploads()
+    limit = config().max_images_per_request
+    if len(uploads) > limit:
+        raise TooLarge(f"{len(uploads)} images in one request; the limit is {limit}")
+    name = request.args.get("model") or model_in_body or config().default_image_model
+    model = registry().get(name)
+    g.model, g.version, g.images = model.name, model.number, len(uploads)
+    metrics.IMAGES_PER_REQUEST.observe(len(uploads))
+    results = classify_images(model, uploads)
+    return json_response(results[0] if len(results) == 1 else {"results": results})
+
+
+def _read_uploads() -> tuple[list[ImageUpload], str | None]:
+    """The images in the request, and the model named inside the body (if any)."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        files = list(request.files.items(multi=True))
+        if not files:
+            raise MalformedRequest("the form holds no files; attach one or more images")
+        if len(files) > config().max_images_per_request:  # before reading any of them
+            raise TooLarge(f"{len(files)} images in one request; the limit is {config().max_images_per_request}")
+        uploads = [ImageUpload(repr(file.filename or field), file.read()) for field, file in files]
+        return uploads, request.form.get("model")
+    if mimetype.startswith("image/") or mimetype == "application/octet-stream" or (
+        mimetype == "" and not _looks_like_json()
+    ):
+        data = request.get_data()
+        if not data:
+            raise MalformedRequest("the request body is empty; send an image")
+        return [ImageUpload("in the body", data)], None
+    if bodies.is_json_request():
+        payload = bodies.json_object({"image", "images", "model"})
+        uploads = []
+        if "image" in payload:
+            uploads.append(ImageUpload('"image"', bodies.decode_base64(payload["image"], '"image"')))
+        if "images" in payload:
+            images = payload["images"]
+            if not isinstance(images, list):
+                raise MalformedRequest('"images" must be a list of base64 strings')
+            if len(uploads) + len(images) > config().max_images_per_request:
+                raise TooLarge(
+                    f"{len(uploads) + len(images)} images in one request; "
+                    f"the limit is {config().max_images_per_request}"
+                )
+            uploads += [
+                ImageUpload(f"images[{index}]", bodies.decode_base64(text, f"images[{index}]"))
+                for index, text in enumerate(images)
+            ]
+        if not uploads:
+            raise MalformedRequest('the JSON body has no "image" or "images"')
+        model = payload.get("model")
+        if model is not None and not isinstance(model, str):
+            raise MalformedRequest('"model" must be a string')
+        return uploads, model
+    raise bodies.unsupported(ACCEPTED)
+
+
+def _looks_like_json() -> bool:
+    return request.get_data()[:64].lstrip().startswith((b"{", b"["))

@@ -1,0 +1,141 @@
+"""Error types for every expected failure, and the one place that turns errors into JSON.
+
+The inference core (imaging, tensors, runtime, registry) raises ``ServiceError`` subclasses that
+carry an HTTP-independent ``status`` and ``code``; ``register_error_handlers`` renders them, and
+Flask's own ``HTTPException`` (404, 405, 413, ...), as ``{"error": {"code": ..., "message": ...}}``.
+Anything else is a bug: it is logged with its traceback and answered with a bare JSON 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from service.jsonio import json_response
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An expected failure with the status and machine-readable code a client should see."""
+
+    status = 400
+    code = "bad_request"
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ServiceError):
+    """The request's data does not fit the model (shape, type, values)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class InvalidImage(ServiceError):
+    """An upload that cannot be decoded as an image, or is too large to decode."""
+
+    status = 422
+    code = "invalid_image"
+
+
+class NoInk(ServiceError):
+    """An image with nothing drawn on it: there is no digit to classify."""
+
+    status = 422
+    code = "no_ink"
+
+
+class MalformedRequest(ServiceError):
+    """The body cannot be parsed at all (bad JSON, bad base64, bad .npy, empty body)."""
+
+    status = 400
+    code = "malformed_request"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooLarge(ServiceError):
+    """More images or rows than the configured limit."""
+
+    status = 413
+    code = "too_large"
+
+
+class ModelNotFound(ServiceError):
+    status = 404
+    code = "model_not_found"
+
+
+class ModelUnavailable(ServiceError):
+    """The model exists in the repository but no version of it could be loaded."""
+
+    status = 503
+    code = "model_unavailable"
+
+
+class NotAnImageModel(ServiceError):
+    status = 422
+    code = "not_an_image_model"
+
+
+class NonFiniteOutput(ServiceError):
+    """The model produced NaN or infinity; JSON cannot carry it and it is no answer.
+
+    Inputs are checked to be finite float32, so this happens when values far outside the
+    model's range overflow inside the graph: the input is the cause, hence a 4xx.
+    """
+
+    status = 422
+    code = "non_finite_output"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class NotAcceptable(ServiceError):
+    status = 406
+    code = "not_acceptable"
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def handle_service_error(error: ServiceError) -> Response:
+        response = error_response(error.status, error.code, error.message)
+        response.headers.update(error.headers)
+        return response
+
+    # Registered separately from Exception so that 404, 405 and 413 keep their status.
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException) -> Response:
+        status = error.code or 500
+        response = error_response(status, _snake_case(error.name), error.description or error.name)
+        allowed = getattr(error, "valid_methods", None)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error (logged)")

@@ -1,0 +1,202 @@
+"""Uploaded image bytes -> the float array a model's image input expects (the MNIST recipe).
+
+MNIST digits are light ink on a dark background, the ink scaled (keeping its aspect ratio,
+anti-aliased) to fit a 20x20 box and placed in a 28x28 field so that its centre of mass sits at
+the centre.  People send something else: phone photos and canvas drawings of any size, dark ink
+on white paper, transparent backgrounds, off-centre digits.  ``prepare`` turns those into what
+the model saw in training:
+
+1. decode (any mode Pillow reads; EXIF rotation applied; transparency composited onto white);
+2. grayscale in [0, 1], shrunk to at most ``WORKING_SIZE`` pixels for speed;
+3. if the border pixels are on the light side, invert to light ink on a dark background;
+4. subtract the paper's (possibly uneven) brightness and scale so the strongest ink is 1;
+   anything below ``INK_FLOOR`` of that is paper shading or noise, not ink, and becomes 0;
+5. crop to the ink, scale the longer side to 20 px (for 28x28; proportionally otherwise),
+   pad to 28x28 and shift so the centre of mass is at the centre (index 14, as in MNIST).
+
+An image that already is a model input (8-bit grayscale, exactly the target size, light ink on
+a dark background, e.g. an MNIST sample) is used as is.  An image with no ink raises ``NoInk``
+(a 4xx) rather than becoming an all-zero input that the model would classify anyway.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from service.errors import InvalidImage, NoInk
+from service.manifest import ImageSpec
+
+# Large photos are shrunk to this longer side before any analysis: a digit needs far fewer
+# pixels, and it keeps the cost of a 50-megapixel upload to one decode.
+WORKING_SIZE = 1024
+# Ink fainter than this fraction of the strongest ink is treated as paper shading or noise.
+INK_FLOOR = 0.2
+# The paper's lighting is estimated on a PAPER_GRID-pixel copy with a PAPER_WINDOW-pixel minimum:
+# strokes up to about 1/7 of the picture's size are removed from the estimate.
+PAPER_GRID = 64
+PAPER_WINDOW = 9
+# An image whose darkest and lightest pixels differ by less than this has nothing drawn on it.
+MIN_CONTRAST = 0.1
+# MNIST fits the digit in 20x20 within a 28x28 field.
+MNIST_BOX_FRACTION = 20 / 28
+
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+# Everything Pillow is known to raise on bad, truncated or hostile input.  Decoding is lazy,
+# so these can come from open(), load(), convert() or resize(), not only from open().
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,  # raised, not warned: see configure_pillow
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    EOFError,
+    zlib.error,
+    MemoryError,
+    OSError,
+)
+
+
+def configure_pillow(max_image_pixels: int) -> None:
+    """Process-wide Pillow limits: refuse images above ``max_image_pixels`` before decoding.
+
+    Pillow warns between 1x and 2x its limit and raises above 2x; we make the warning an error
+    so that the configured limit is the real one.
+    """
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def prepare(data: bytes, spec: ImageSpec) -> np.ndarray:
+    """Image file bytes -> float32 array [height, width] in [0, 1], light ink on dark."""
+    image = decode(data)
+    if _is_model_ready(image, spec):
+        return np.asarray(image, dtype=np.float32) / 255.0
+    return mnist_recipe(grayscale(image), spec)
+
+
+def decode(data: bytes) -> Image.Image:
+    """Fully decoded, upright image; every decoding failure becomes InvalidImage."""
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+        # Ask JPEG for a reduced-size decode when the photo is far larger than we need.
+        image.draft(image.mode, (WORKING_SIZE, WORKING_SIZE))
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImage(f"the image has too many pixels to decode safely: {exc}") from None
+    except UnidentifiedImageError:
+        raise InvalidImage("the data is not an image format we can read (PNG, JPEG, GIF, BMP, TIFF, WebP, ...)") from None
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(f"the image is damaged or truncated: {type(exc).__name__}: {exc}") from None
+
+
+def grayscale(image: Image.Image) -> np.ndarray:
+    """float32 [h, w] in [0, 1] (0 black), transparency composited onto white, at most WORKING_SIZE."""
+    try:
+        if image.mode in _SIXTEEN_BIT_MODES:
+            values = np.asarray(image, dtype=np.float32) / 65535.0
+        elif image.mode in ("I", "F"):
+            # No fixed range: stretch to [0, 1] (the recipe is insensitive to contrast).
+            values = np.asarray(image, dtype=np.float64)
+            span = float(values.max() - values.min())
+            values = ((values - values.min()) / (span or 1.0)).astype(np.float32)
+        else:
+            if image.mode in _ALPHA_MODES or "transparency" in image.info:
+                # Canvas apps export black ink on transparent pixels; dropping alpha would make
+                # the whole picture black, so paint it onto white paper first.
+                rgba = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+            values = np.asarray(image.convert("RGB").convert("L"), dtype=np.float32) / 255.0
+        if max(values.shape) > WORKING_SIZE:
+            scale = WORKING_SIZE / max(values.shape)
+            size = (max(1, round(values.shape[1] * scale)), max(1, round(values.shape[0] * scale)))
+            values = np.asarray(Image.fromarray(values).resize(size, Image.Resampling.BOX))
+        return values
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(f"the image cannot be converted: {type(exc).__name__}: {exc}") from None
+
+
+def mnist_recipe(gray: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """Grayscale [0, 1] of any size -> [spec.height, spec.width], MNIST style."""
+    ink = ink_map(gray)
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box = max(1, round(min(spec.height, spec.width) * MNIST_BOX_FRACTION))
+    scale = box / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    digit = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS))
+    digit = np.clip(digit, 0.0, 1.0)
+    return _place_by_centre_of_mass(digit, spec.height, spec.width)
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Light-on-dark ink in [0, 1] with the background at 0; NoInk when there is none."""
+    low, high = float(gray.min()), float(gray.max())
+    if high - low < MIN_CONTRAST:
+        raise NoInk("no ink found: the image is blank (a single shade)")
+    border = np.concatenate([gray[0, :], gray[-1, :], gray[:, 0], gray[:, -1]])
+    if float(np.median(border)) > (low + high) / 2:  # light paper: make the ink bright, like MNIST
+        gray = 1.0 - gray
+    ink = gray - paper_level(gray)
+    strongest = float(ink.max())
+    if strongest < MIN_CONTRAST:
+        raise NoInk("no ink found: nothing stands out from the background")
+    ink = np.clip(ink / strongest, 0.0, 1.0)
+    ink[ink < INK_FLOOR] = 0.0
+    return ink.astype(np.float32)
+
+
+def paper_level(gray: np.ndarray) -> np.ndarray:
+    """The background brightness under every pixel (ink bright, paper dark).
+
+    Photographed paper is unevenly lit, so one background value would leave its brighter side
+    looking like ink.  The local minimum over a window wider than a stroke removes the strokes
+    and keeps the lighting; it is computed on a small copy, smoothed and scaled back.
+    """
+    height, width = gray.shape
+    scale = PAPER_GRID / max(height, width)
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = Image.fromarray(gray.astype(np.float32)).resize(small_size, Image.Resampling.BOX)
+    # Pillow's rank filters need 8-bit pixels; 1/255 is precise enough for the lighting.
+    small = Image.fromarray(np.round(np.asarray(small) * 255).astype(np.uint8))
+    level = small.filter(ImageFilter.MinFilter(PAPER_WINDOW)).filter(ImageFilter.BoxBlur(PAPER_WINDOW // 2))
+    return np.asarray(level.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def _place_by_centre_of_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Paste ``digit`` into a zero field so its centre of mass lands at (height/2, width/2)."""
+    mass = float(digit.sum())
+    if mass <= 0:
+        raise NoInk("no ink found: the ink vanished when scaled to the model's size")
+    centre_row = float((digit.sum(axis=1) * np.arange(digit.shape[0])).sum()) / mass
+    centre_col = float((digit.sum(axis=0) * np.arange(digit.shape[1])).sum()) / mass
+    # Keep the whole digit in the field even when its mass is far from its middle.
+    top = int(np.clip(round(height / 2 - centre_row), 0, height - digit.shape[0]))
+    left = int(np.clip(round(width / 2 - centre_col), 0, width - digit.shape[1]))
+    field = np.zeros((height, width), dtype=np.float32)
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return field
+
+
+def _is_model_ready(image: Image.Image, spec: ImageSpec) -> bool:
+    """Already a model input: 8-bit grayscale, the exact size, light ink on a dark background."""
+    if image.mode != "L" or image.size != (spec.width, spec.height) or "transparency" in image.info:
+        return False
+    pixels = np.asarray(image)
+    low, high = int(pixels.min()), int(pixels.max())
+    if high - low < MIN_CONTRAST * 255:
+        raise NoInk("no ink found: the image is blank (a single shade)")
+    border = np.concatenate([pixels[0, :], pixels[-1, :], pixels[:, 0], pixels[:, -1]])
+    return float(np.median(border)) <= (low + high) / 2

@@ -1,0 +1,62 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+When PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py sets it before any worker starts), every
+worker writes its values to files there and ``render`` merges them, so a scrape that lands on any
+worker sees the whole service.  Without it (tests, a single process) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess
+
+REQUESTS = Counter(
+    "serving_requests", "HTTP requests by endpoint, model and status", ["endpoint", "model", "status"]
+)
+REQUEST_LATENCY = Histogram(
+    "serving_request_duration_seconds", "Time from request to response", ["endpoint"]
+)
+INFERENCE_TIME = Histogram(
+    "serving_inference_duration_seconds",
+    "Time spent inside onnxruntime per batch",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+IMAGES_PER_REQUEST = Histogram(
+    "serving_images_per_request", "Images in one /predict request", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+# livemax: the highest version any live worker serves; a dead worker's value is dropped.
+MODEL_VERSION = Gauge(
+    "serving_model_version", "Version of each model being served", ["model"], multiprocess_mode="livemax"
+)
+MODEL_LOAD_FAILURES = Counter(
+    "serving_model_load_failures",
+    "Model versions refused at start-up or on refresh (invalid manifest, checksum, graph, signature)",
+    ["model", "phase"],
+)
+
+
+def forget_model(name: str) -> None:
+    try:
+        MODEL_VERSION.remove(name)
+    except KeyError:  # never loaded in this process
+        pass
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for a scrape, merged across workers when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

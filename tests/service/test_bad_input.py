@@ -1,0 +1,168 @@
+"""Bad input of every kind gets a JSON 4xx that names the problem: never a 500, never a crash."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from service_fixtures import IMAGE_MODEL, TABULAR_MODEL, draw_digit, encode
+from PIL import Image
+
+PNG = encode(draw_digit("7"))
+B64 = base64.b64encode(PNG).decode()
+LINEAR = f"/models/{TABULAR_MODEL}/predict"
+DIGITS = f"/models/{IMAGE_MODEL}/predict"
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def bomb() -> bytes:
+    """A tiny PNG that decodes to 400 megapixels."""
+    return encode(Image.new("1", (20_000, 20_000), 1), optimize=True)
+
+
+# (description, method, url, request kwargs (or a function making them, for open files), status,
+#  error code, words the message must contain)
+CASES = [
+    # /models/<name>/predict: JSON numbers
+    ("wrong shape", "post", LINEAR, {"json": {"inputs": [[1, 2]]}}, 422, "invalid_input", "shape [-1, 3]"),
+    ("wrong rank", "post", LINEAR, {"json": {"inputs": [[[1, 2, 3]]]}}, 422, "invalid_input", "shape"),
+    ("string", "post", LINEAR, {"json": {"inputs": [[1, "2", 3]]}}, 422, "invalid_input", "inputs[0][1] is a string"),
+    ("boolean", "post", LINEAR, {"json": {"inputs": [[1, True, 3]]}}, 422, "invalid_input", "boolean"),
+    ("null", "post", LINEAR, {"json": {"inputs": [[1, None, 3]]}}, 422, "invalid_input", "null"),
+    ("null inputs", "post", LINEAR, {"json": {"inputs": None}}, 422, "invalid_input", "null"),
+    ("nested object", "post", LINEAR, {"json": {"inputs": [[1, {"a": 2}, 3]]}}, 422, "invalid_input", "an object"),
+    ("bare number", "post", LINEAR, {"json": {"inputs": 3}}, 422, "invalid_input", "shape"),
+    ("ragged", "post", LINEAR, {"json": {"inputs": [[1, 2, 3], [1, 2]]}}, 422, "invalid_input", "ragged"),
+    ("empty list", "post", LINEAR, {"json": {"inputs": []}}, 422, "invalid_input", "empty"),
+    ("empty rows", "post", LINEAR, {"json": {"inputs": [[]]}}, 422, "invalid_input", "empty"),
+    ("NaN token", "post", LINEAR, {"data": '{"inputs": [[NaN, 1, 2]]}', "content_type": "application/json"},
+     422, "invalid_input", "NaN"),
+    ("Infinity token", "post", LINEAR, {"data": '{"inputs": [[Infinity, 1, 2]]}'}, 422, "invalid_input", "Infinity"),
+    ("1e308 overflows float32", "post", LINEAR, {"json": {"inputs": [[1e308, 1, 2]]}}, 422, "invalid_input", "float32"),
+    ("huge integer", "post", LINEAR, {"json": {"inputs": [[10**400, 1, 2]]}}, 422, "invalid_input", "too large"),
+    ("output overflows", "post", LINEAR, {"json": {"inputs": [[3e38, 3e38, -3e38]]}}, 422, "non_finite_output",
+     "NaN or infinity"),
+    ("deep nesting", "post", LINEAR, {"data": '{"inputs": ' + "[" * 5000 + "]" * 5000 + "}"}, 400, None, ""),
+    ("missing inputs", "post", LINEAR, {"json": {"input": [[1, 2, 3]]}}, 422, "invalid_input", "unknown keys"),
+    ("list body", "post", LINEAR, {"json": [[1, 2, 3]]}, 422, "invalid_input", "object"),
+    ("not JSON", "post", LINEAR, {"data": "{inputs: oops", "content_type": "application/json"}, 400,
+     "malformed_request", "not valid JSON"),
+    ("empty body", "post", LINEAR, {"data": b"", "content_type": "application/json"}, 400, "malformed_request",
+     "empty"),
+    ("unsupported type", "post", LINEAR, {"data": "x=1", "content_type": "text/plain"}, 415,
+     "unsupported_media_type", "text/plain"),
+    ("too many rows", "post", LINEAR, {"json": {"inputs": [[1, 2, 3]] * 1025}}, 413, "too_large", "1025"),
+    # /models/<name>/predict: .npy
+    ("npy float64", "post", LINEAR, {"data": npy(np.ones((2, 3))), "content_type": "application/x-npy"}, 422,
+     "invalid_input", "float64"),
+    ("npy uint8 for numbers", "post", LINEAR,
+     {"data": npy(np.ones((2, 3), np.uint8)), "content_type": "application/x-npy"}, 422, "invalid_input", "uint8"),
+    ("npy with NaN", "post", LINEAR,
+     {"data": npy(np.array([[np.nan, 1, 2]], np.float32)), "content_type": "application/x-npy"}, 422,
+     "invalid_input", "NaN"),
+    ("npy object array", "post", LINEAR,
+     {"data": npy(np.array([[1, "a", None]], dtype=object)), "content_type": "application/x-npy"}, 400,
+     "malformed_request", ".npy"),
+    ("npy garbage", "post", LINEAR, {"data": b"\x93NUMPY garbage", "content_type": "application/x-npy"}, 400,
+     "malformed_request", ".npy"),
+    ("npy truncated", "post", LINEAR,
+     {"data": npy(np.ones((100, 3), np.float32))[:200], "content_type": "application/x-npy"}, 400,
+     "malformed_request", ".npy"),
+    ("npy wrong shape", "post", DIGITS,
+     {"data": npy(np.ones((2, 28, 28), np.uint8)), "content_type": "application/x-npy"}, 422, "invalid_input", "shape"),
+    # /predict
+    ("not an image", "post", "/predict", {"data": b"hello there", "content_type": "image/png"}, 422,
+     "invalid_image", "not an image"),
+    ("truncated image", "post", "/predict", {"data": PNG[: len(PNG) // 2], "content_type": "image/png"}, 422,
+     "invalid_image", "truncated"),
+    ("decompression bomb", "post", "/predict", {"data": bomb(), "content_type": "image/png"}, 422, "invalid_image",
+     "too many pixels"),
+    ("blank image", "post", "/predict", {"data": encode(Image.new("RGB", (64, 64), "white")),
+                                          "content_type": "image/png"}, 422, "no_ink", "no ink"),
+    ("empty raw body", "post", "/predict", {"data": b"", "content_type": "image/png"}, 400, "malformed_request",
+     "empty"),
+    ("empty JSON", "post", "/predict", {"json": {}}, 400, "malformed_request", '"image"'),
+    ("bad base64", "post", "/predict", {"json": {"image": "%%%not base64"}}, 400, "malformed_request", "base64"),
+    ("base64 of junk", "post", "/predict", {"json": {"image": base64.b64encode(b"junk").decode()}}, 422,
+     "invalid_image", "image \"image\""),
+    ("image not a string", "post", "/predict", {"json": {"image": 12}}, 422, "invalid_input", "base64 string"),
+    ("images not a list", "post", "/predict", {"json": {"images": B64}}, 400, "malformed_request", "list"),
+    ("second image broken", "post", "/predict", {"json": {"images": [B64, base64.b64encode(b"x").decode()]}}, 422,
+     "invalid_image", "images[1]"),
+    ("form without files", "post", "/predict", {"data": {"model": IMAGE_MODEL}, "content_type": "multipart/form-data"},
+     400, "malformed_request", "no files"),
+    ("urlencoded form", "post", "/predict", {"data": {"a": "b"}}, 415, "unsupported_media_type", "x-www-form"),
+    ("too many images", "post", "/predict", {"json": {"images": [B64] * 65}}, 413, "too_large", "65 images"),
+    ("too many files", "post", "/predict",
+     lambda: {"data": {"f": [(io.BytesIO(PNG), f"{i}.png") for i in range(65)]}},
+     413, None, ""),
+    ("unknown model", "post", "/predict?model=nope", {"data": PNG, "content_type": "image/png"}, 404,
+     "model_not_found", "nope"),
+    ("unknown model, numbers", "post", "/models/nope/predict", {"json": {"inputs": [1]}}, 404, "model_not_found",
+     "nope"),
+    ("unknown model, info", "get", "/models/nope", {}, 404, "model_not_found", "nope"),
+    # generic HTTP
+    ("wrong method", "get", "/predict", {}, 405, "method_not_allowed", "not allowed"),
+    ("wrong method 2", "put", "/models", {}, 405, "method_not_allowed", "not allowed"),
+    ("unknown path", "get", "/nothing", {}, 404, "not_found", "not found"),
+    ("body over the limit", "post", "/predict", {"data": b"x" * (20 * 1024 * 1024 + 1), "content_type": "image/png"},
+     413, "request_entity_too_large", ""),
+]
+
+
+def send(client, method, url, kwargs):
+    return getattr(client, method)(url, **(kwargs() if callable(kwargs) else kwargs))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_gets_a_json_4xx_naming_the_problem(client, case):
+    _, method, url, kwargs, status, code, words = case
+    response = send(client, method, url, kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert set(error) == {"code", "message"}
+    if code is not None:
+        assert error["code"] == code
+    assert words.lower() in error["message"].lower()
+
+
+def test_the_worker_still_answers_after_all_of_that(client):
+    for _, method, url, kwargs, *_ in CASES:
+        send(client, method, url, kwargs)
+    assert client.post("/predict", data=PNG, content_type="image/png").status_code == 200
+
+
+def test_form_fields_over_the_memory_limit_are_413(make_app):
+    client = make_app(max_form_memory_bytes=1024).test_client()
+    response = client.post("/predict", data={"model": "x" * 5000, "f": (io.BytesIO(PNG), "a.png")})
+    assert response.status_code == 413
+
+
+def test_an_unexpected_exception_is_a_json_500_without_traceback(app, client, monkeypatch):
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr("service.inference.imaging.prepare", explode)
+    response = client.post("/predict", data=PNG, content_type="image/png")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": {"code": "internal_error", "message": "internal server error (logged)"}}
+    assert "secret" not in response.get_data(as_text=True)
+
+
+def test_responses_never_contain_nan(client):
+    """Every JSON body above parses under a strict parser that refuses NaN and Infinity."""
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a response"))
+
+    for _, method, url, kwargs, *_ in CASES:
+        strict(send(client, method, url, kwargs).get_data(as_text=True))

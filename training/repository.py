@@ -1,0 +1,93 @@
+"""Writing versions into the model repository so that a reader never sees half of one.
+
+A version is staged in a temporary folder inside the model's folder (``.tmp-*``, which the service
+ignores), every file is fsync'd, and the folder is renamed to the next free version number: a
+rename within one file system is atomic.  If another writer took that number first, the next one is
+taken.  Whatever goes wrong before the rename, the staging folder is removed and nothing changes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from service.manifest import MANIFEST_FILENAME, Manifest
+from service.repository import version_numbers
+
+STAGING_PREFIX = ".tmp-"
+
+
+def next_version(model_dir: Path) -> int:
+    versions = version_numbers(model_dir)
+    return versions[-1] + 1 if versions else 1
+
+
+@contextmanager
+def staging_folder(model_dir: Path) -> Iterator[Path]:
+    """A fresh temporary folder inside ``model_dir`` to write a version into; removed unless committed."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+    try:
+        folder.chmod(0o755)  # mkdtemp makes it private (0700); the version must be readable by the service
+        yield folder
+    finally:
+        # After a successful commit the folder has been renamed away; otherwise drop the partial files.
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def commit(folder: Path, model_dir: Path, manifest: Manifest) -> int:
+    """Write the manifest into the staged ``folder`` and rename it into place; returns the version taken.
+
+    The version number in ``manifest`` is a proposal: if that version exists by now, the manifest
+    is rewritten with the next free number and the rename is tried again.
+    """
+    version = max(manifest.version, next_version(model_dir))
+    while True:
+        manifest = manifest.model_copy(update={"version": version})
+        (folder / MANIFEST_FILENAME).write_text(manifest.to_json(), encoding="utf-8")
+        _fsync_tree(folder)
+        try:
+            # rename(2) fails on an existing non-empty folder instead of replacing it.
+            os.rename(folder, model_dir / str(version))
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            version = max(version + 1, next_version(model_dir))
+            continue
+        _fsync(model_dir)
+        return version
+
+
+def prune(model_dir: Path, keep: int, protect: int) -> list[int]:
+    """Delete all but the newest ``keep`` versions, never ``protect``; returns the versions deleted.
+
+    Each old version is first renamed to a staging name, so a reader sees it either whole or gone.
+    """
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    versions = version_numbers(model_dir)
+    doomed = [version for version in versions[:-keep] if version != protect]
+    for version in doomed:
+        hidden = model_dir / f"{STAGING_PREFIX}pruned-{version}-{os.getpid()}"
+        os.rename(model_dir / str(version), hidden)
+        shutil.rmtree(hidden)
+    return doomed
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        _fsync(path)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
