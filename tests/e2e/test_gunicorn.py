@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "service"))
-from service_fixtures import draw_digit, encode  # noqa: E402
+from service_fixtures import draw_digit, encode, metric_value  # noqa: E402
 
 from service.manifest import MANIFEST_FILENAME, read_manifest  # noqa: E402
 
@@ -170,28 +169,20 @@ def test_each_worker_creates_its_own_sessions(server):
     assert server.process.pid not in pids  # nothing loaded in the master, before the fork
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
 
 def test_metrics_add_up_across_workers(server):
     def scrape():
         return requests.get(f"{server.url}/metrics", timeout=5).text
 
-    before = metric(scrape(), "serving_requests_total", endpoint="/predict", model=IMAGE_MODEL, status="200")
+    before = metric_value(scrape(), "serving_requests_total", endpoint="/predict", model=IMAGE_MODEL, status="200")
     png = encode(draw_digit("1"))
     for _ in range(20):  # new connection each time: gunicorn spreads them over the workers
         assert requests.post(f"{server.url}/predict", data=png, headers={"Content-Type": "image/png"}).ok
     for _ in range(4):  # whichever worker answers the scrape, it reports the whole service
         text = scrape()
-        assert metric(text, "serving_requests_total", endpoint="/predict", model=IMAGE_MODEL, status="200") == before + 20
+        assert metric_value(text, "serving_requests_total", endpoint="/predict", model=IMAGE_MODEL, status="200") == before + 20
     served = requests.get(f"{server.url}/models/{IMAGE_MODEL}").json()["served_version"]
-    assert metric(text, "serving_model_version", model=IMAGE_MODEL) == served
+    assert metric_value(text, "serving_model_version", model=IMAGE_MODEL) == served
 
 
 def publish_next_version(repository: Path, name: str) -> int:

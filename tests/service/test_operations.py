@@ -7,8 +7,7 @@ import logging
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from service_fixtures import IMAGE_MODEL, TABULAR_MODEL, draw_digit, encode, linear_model, write_version
+from service_fixtures import IMAGE_MODEL, TABULAR_MODEL, draw_digit, encode, linear_model, metric_value, write_version
 
 from service.logs import JsonFormatter
 
@@ -22,15 +21,6 @@ def test_healthz_and_readyz(client):
     assert ready.get_json() == {"status": "ready", "models": {IMAGE_MODEL: 1, TABULAR_MODEL: 1}}
 
 
-def sample(metrics_text: str, name: str, **labels: str) -> float:
-    """One sample's value in a Prometheus exposition (0 when the series does not exist yet)."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(metrics_text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
-
 
 def test_metrics_count_requests_images_and_versions(client):
     before = client.get("/metrics").get_data(as_text=True)
@@ -39,14 +29,14 @@ def test_metrics_count_requests_images_and_versions(client):
     text = client.get("/metrics").get_data(as_text=True)
 
     def delta(name, **labels):
-        return sample(text, name, **labels) - sample(before, name, **labels)
+        return metric_value(text, name, **labels) - metric_value(before, name, **labels)
 
     assert delta("serving_requests_total", endpoint="/predict", model=IMAGE_MODEL, status="200") == 1
     assert delta("serving_requests_total", endpoint="/predict", model="", status="404") == 1
     assert delta("serving_images_per_request_count") == 1
     assert delta("serving_inference_duration_seconds_count", model=IMAGE_MODEL) == 1
     assert delta("serving_request_duration_seconds_count", endpoint="/predict") == 2
-    assert sample(text, "serving_model_version", model=IMAGE_MODEL) == 1
+    assert metric_value(text, "serving_model_version", model=IMAGE_MODEL) == 1
 
 
 def test_an_incoming_request_id_is_kept_and_one_is_made_otherwise(client):
