@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -118,7 +117,6 @@ class LoadedModel:
         self.providers = self.session.get_providers()
         # The CUDA provider falls back to CPU with no exception: compare what we got.
         self.provider_fallback = self.requested_providers[0] != self.providers[0]
-        self.loaded_in_pid = os.getpid()
         if self.provider_fallback:
             log.warning(
                 "%s asked for %s but onnxruntime runs it on %s: CUDA did not load",
