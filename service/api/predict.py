@@ -30,9 +30,6 @@ ACCEPTED = ["multipart/form-data", "application/json", *RAW_IMAGE_TYPES]
 @blueprint.post("/predict")
 def predict_digits():
     uploads, model_in_body = _read_uploads()
-    limit = config().max_images_per_request
-    if len(uploads) > limit:
-        raise TooLarge(f"{len(uploads)} images in one request; the limit is {limit}")
     name = request.args.get("model") or model_in_body or config().default_image_model
     model = registry().get(name)
     g.model, g.version, g.images = model.name, model.number, len(uploads)
@@ -48,8 +45,7 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None]:
         files = list(request.files.items(multi=True))
         if not files:
             raise MalformedRequest("the form holds no files; attach one or more images")
-        if len(files) > config().max_images_per_request:  # before reading any of them
-            raise TooLarge(f"{len(files)} images in one request; the limit is {config().max_images_per_request}")
+        _check_image_count(len(files))  # before reading any of them
         uploads = [ImageUpload(repr(file.filename or field), file.read()) for field, file in files]
         return uploads, request.form.get("model")
     if mimetype.startswith("image/") or mimetype == "application/octet-stream" or (
@@ -68,11 +64,7 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None]:
             images = payload["images"]
             if not isinstance(images, list):
                 raise MalformedRequest('"images" must be a list of base64 strings')
-            if len(uploads) + len(images) > config().max_images_per_request:
-                raise TooLarge(
-                    f"{len(uploads) + len(images)} images in one request; "
-                    f"the limit is {config().max_images_per_request}"
-                )
+            _check_image_count(len(uploads) + len(images))  # before decoding any of them
             uploads += [
                 ImageUpload(f"images[{index}]", bodies.decode_base64(text, f"images[{index}]"))
                 for index, text in enumerate(images)
@@ -84,6 +76,13 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None]:
             raise MalformedRequest('"model" must be a string')
         return uploads, model
     raise bodies.unsupported(ACCEPTED)
+
+
+def _check_image_count(count: int) -> None:
+    # A raw body is one image; multipart and JSON are counted here, before anything is decoded.
+    limit = config().max_images_per_request
+    if count > limit:
+        raise TooLarge(f"{count} images in one request; the limit is {limit}")
 
 
 def _looks_like_json() -> bool:
