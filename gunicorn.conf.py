@@ -24,10 +24,15 @@ from service.logs import logging_config  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WORKERS") or available_cpus())
-# Request threads per worker: they mostly wait on the network; onnxruntime itself uses the
-# intra-op threads the service computes from WORKERS and the CPUs available.
-worker_class = "gthread"
-threads = int(os.environ.get("WORKER_THREADS") or 4)
+# The service's own worker (service/worker.py): a buffering event loop in front of the app,
+# health answered between inference requests, a bounded queue with 503 + Retry-After beyond it,
+# kept-alive connections balanced over the workers.  bench/README.md has the measurements.
+worker_class = "service.worker.ServingWorker"
+# Inference requests a worker runs at once (its request threads); health, readiness and other
+# GET requests run on the worker's event loop and never wait for these.
+threads = int(os.environ.get("WORKER_THREADS") or 2)
+# Open connections per worker (idle kept-alive ones included); a slow client costs one of them.
+worker_connections = 1000
 timeout = int(os.environ.get("TIMEOUT") or 30)
 graceful_timeout = 30
 keepalive = 5

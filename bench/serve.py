@@ -70,7 +70,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(server: Server, port: int, log_dir: Path) -> Iterator[None]:
+def running(server: Server, port: int, log_dir: Path) -> Iterator[subprocess.Popen]:
     """gunicorn serving ``server`` on 127.0.0.1:port until the block ends; waits for /readyz."""
     log_path = log_dir / f"{server.name.replace(' ', '_')}.log"
     command = [sys.executable, "-m", "gunicorn", *server.gunicorn_args,
@@ -80,7 +80,7 @@ def running(server: Server, port: int, log_dir: Path) -> Iterator[None]:
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_ready(port, process, log_path)
-        yield
+        yield process
     finally:
         process.terminate()
         try:

@@ -1,5 +1,5 @@
-"""The request bodies bench/serve.py sends: one digit as a PNG, and a batch of 64 digits as
-JSON, as float32 .npy and as uint8 .npy.
+"""The request bodies the benchmarks send: one digit as a PNG, a batch of 64 digits as JSON, as
+float32 .npy and as uint8 .npy, and a phone photo of a digit on paper (bench/overload.py).
 
 The digits are drawn with Pillow's built-in font, so the benchmark needs no data set; the
 throughput of an MLP does not depend on what the pixels show.
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 SIDE = 28
 
@@ -23,6 +23,28 @@ def drawn_digit(digit: int, size: int) -> Image.Image:
     font = ImageFont.load_default(size=int(size * 0.8))
     ImageDraw.Draw(image).text((size / 2, size / 2), str(digit), fill=0, font=font, anchor="mm")
     return image
+
+
+def phone_photo(width: int = 3000, height: int = 2000, quality: int = 92) -> bytes:
+    """A JPEG like a phone photo of a dark "7" on unevenly lit paper, with sensor noise.
+
+    3000x2000 at quality 92 is about 1.3 MB, the size of a real 6-megapixel photo; the noise is
+    what makes it that large (a clean synthetic picture compresses to a fifth of it).
+    """
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    lighting = 200 + 40 * (cols / width) - 25 * (rows / height)
+    paper = Image.fromarray(np.clip(lighting, 0, 255).astype(np.uint8))
+    font = ImageFont.load_default(size=int(height * 0.55))
+    ImageDraw.Draw(paper).text((width / 2, height / 2), "7", fill=40, font=font, anchor="mm")
+    scene = np.asarray(paper.filter(ImageFilter.GaussianBlur(3)), dtype=np.float32)
+    channels = [
+        Image.fromarray(np.clip(scene * tint + rng.normal(0, 5, scene.shape), 0, 255).astype(np.uint8))
+        for tint in (1.0, 0.97, 0.9)
+    ]
+    buffer = io.BytesIO()
+    Image.merge("RGB", channels).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def png_bytes(image: Image.Image) -> bytes:

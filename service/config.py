@@ -30,6 +30,11 @@ ENVIRONMENT_VARIABLES = {
     "DEFAULT_IMAGE_MODEL": "default_image_model",
     "REFRESH_INTERVAL": "refresh_interval",
     "ADMIN_TOKEN": "admin_token",
+    "MAX_QUEUED_REQUESTS": "max_queued_requests",
+    "MAX_QUEUE_WAIT": "max_queue_wait",
+    "REQUEST_READ_TIMEOUT": "request_read_timeout",
+    "RETRY_AFTER": "retry_after",
+    "MAX_BUFFERED_BYTES": "max_buffered_bytes",
 }
 
 
@@ -95,6 +100,19 @@ class ServiceConfig(BaseModel):
     refresh_interval: float = Field(default=2.0, ge=0)
     # Bearer token for the state-changing /admin endpoints; None disables them.
     admin_token: str | None = None
+    # Admission control in each gunicorn worker (service.worker): inference requests beyond
+    # the running ones wait in a queue of at most this many, for at most max_queue_wait
+    # seconds (a request whose wait, predicted from the recent service time, would be longer
+    # is not queued); beyond either, the worker answers 503 with Retry-After: retry_after.
+    max_queued_requests: int = Field(default=64, ge=0)
+    max_queue_wait: float = Field(default=1.0, gt=0)
+    retry_after: int = Field(default=1, ge=0)
+    # Request bytes one worker holds at most (being read, waiting or running); a request that
+    # would go beyond gets 503 before its body is read.
+    max_buffered_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    # Seconds a client may take to send a whole request (headers and body) from its first byte;
+    # then 408.  The worker buffers requests, so a slow client holds a connection, not a thread.
+    request_read_timeout: float = Field(default=30.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:

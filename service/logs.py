@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import datetime, timezone
 
 # Set for the duration of a request by the HTTP layer, read by every log line in between.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# An incoming X-Request-ID is kept when it matches this (printable, up to 128 characters).
+ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -39,6 +39,26 @@ IMAGES_PER_REQUEST = Histogram(
 MODEL_VERSION = Gauge(
     "serving_model_version", "Version of each model being served", ["model"], multiprocess_mode="livemax"
 )
+# Answered by the gunicorn worker itself (service.worker), before the application saw them.
+SHED_REQUESTS = Counter(
+    "serving_shed_requests",
+    "Requests answered 503 + Retry-After because the worker's queue was full (queue_full) or they "
+    "waited in it too long (queue_wait)",
+    ["reason"],
+)
+REFUSED_REQUESTS = Counter(
+    "serving_refused_requests",
+    "Requests refused while being read: too slow (read_timeout, 408), too large (too_large, 413; "
+    "headers_too_large, 431), unframeable (bad_framing, 400/501)",
+    ["reason"],
+)
+# Sampled by each worker a few times a second; summed over the live workers.
+QUEUED_REQUESTS = Gauge(
+    "serving_queued_requests", "Complete requests waiting for their turn", multiprocess_mode="livesum"
+)
+OPEN_CONNECTIONS = Gauge(
+    "serving_open_connections", "Client connections held by the workers", multiprocess_mode="livesum"
+)
 MODEL_LOAD_FAILURES = Counter(
     "serving_model_load_failures",
     "Model versions refused at start-up or on refresh (invalid manifest, checksum, graph, signature)",

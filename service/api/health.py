@@ -2,13 +2,18 @@
 
 GET /healthz  200 while the worker can answer at all.
 GET /readyz   200 when every model in the repository has a loaded version, 503 otherwise
-              (naming the models that have none and why); 503 too when the repository is empty.
+              (naming the models that have none and why); 503 too when the repository is empty,
+              and from the moment the worker starts draining (SIGTERM) until it exits.
+
+Under gunicorn both are answered by the worker's event loop as soon as they are read, never
+behind inference requests (service.worker), so a busy pod is not taken for a dead one.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint
 
+from service import lifecycle
 from service.api import registry
 from service.jsonio import json_response
 
@@ -22,6 +27,8 @@ def alive():
 
 @blueprint.get("/readyz")
 def ready():
+    if lifecycle.draining():
+        return json_response({"status": "draining"}, 503)
     states = registry().states()
     serving = {name: state.served.number for name, state in states.items() if state.served}
     missing = registry().not_ready()

@@ -9,7 +9,6 @@ say which model answered.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 
@@ -18,8 +17,6 @@ from flask import Flask, Response, g, request
 from service import logs, metrics
 
 log = logging.getLogger("service.access")
-
-_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
 def register(app: Flask) -> None:
@@ -30,7 +27,7 @@ def register(app: Flask) -> None:
 
 def _start() -> None:
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.request_id_token = logs.request_id.set(g.request_id)
     g.started = time.perf_counter()
 

@@ -1,0 +1,770 @@
+"""The gunicorn worker class of the service (``worker_class`` in gunicorn.conf.py).
+
+gunicorn's own workers each lack something this service needs (bench/README.md has the
+measurements): sync and gthread workers give a request thread to a client before its request
+has arrived, so a few clients that send their headers slowly stop the service; a gthread
+worker keeps every kept-alive connection it accepted, so one of two workers can end up with
+all of them; and every class queues health checks behind inference, and queues requests
+without bound until clients time out.  This worker keeps gunicorn's HTTP parser, WSGI
+handling, signals and arbiter protocol, and handles connections its own way:
+
+- **A buffering front.**  One event loop per worker owns every socket.  It reads each request,
+  headers and body, without blocking (a slow client costs a connection, not a thread), hands
+  it on only once it is complete, and sends the response without blocking (the application
+  writes it to memory).  A request must arrive within REQUEST_READ_TIMEOUT of its first byte
+  (else 408); one larger than MAX_UPLOAD_BYTES gets 413 before its body is read; the bytes
+  one worker holds are bounded by MAX_BUFFERED_BYTES.
+- **Two lanes.**  Requests that change nothing (GET, HEAD, OPTIONS: health, readiness,
+  metrics, model listings) run on the event loop as soon as they are read, so they never
+  wait behind inference.  Inference requests (every other method) run on ``threads`` request
+  threads (WORKER_THREADS).
+- **Admission control.**  An inference request waits for a thread in a queue of at most
+  MAX_QUEUED_REQUESTS, for at most MAX_QUEUE_WAIT seconds; one whose wait would be longer
+  (predicted from the recent service time) is answered 503 with Retry-After at once, as is
+  one that has waited that long (serving_shed_requests_total).
+- **Balanced accepting.**  The workers publish their open connection counts in memory shared
+  through the fork, and a worker accepts only while it holds no more connections than the
+  least loaded live one, so kept-alive connections spread evenly over the workers.
+- **Drain.**  On SIGTERM readiness answers 503 at once (service.lifecycle); the connections
+  already in the listen backlog are accepted and the listening socket is closed, so new
+  connections are refused; requests already received are answered (``Connection: close``);
+  a kept-alive connection idle for 2 s is closed; the worker exits when no connection is
+  left, or at graceful_timeout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import html
+import json
+import logging
+import mmap
+import os
+import re
+import selectors
+import socket
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.utils import formatdate
+from functools import partial
+
+from gunicorn import http
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers import base, gthread
+
+from service import lifecycle
+from service.config import ServiceConfig
+from service.logs import ACCEPTABLE_REQUEST_ID
+
+access_log = logging.getLogger("service.access")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_SIZE = 1 << 20  # bytes asked of one recv(): a phone photo arrives in a few calls
+MAX_HEAD = 64 * 1024  # request line and headers together
+SWEEP_INTERVAL = 0.1  # seconds between two looks for expired deadlines
+DRAIN_IDLE_LINGER = gthread.STOP_KEEPALIVE_LINGER  # a draining worker's idle keep-alive wait
+CLOSE_LINGER = 2.0  # reading what a client still sends after a final response, then closing
+WRITE_TIMEOUT = 30.0  # a client that reads none of its response for this long is dropped
+PEER_STALE_NS = 250_000_000  # a worker whose loop has not run for 0.25 s is not waited for
+BALANCE_RECHECK = 0.02  # seconds between two looks at the others while not accepting
+SERVICE_TIME_WEIGHT = 0.2  # of the newest request in the moving average of service times
+
+
+class ConnectionBoard:
+    """Each worker's open connection count and heartbeat, in memory shared by all workers.
+
+    It is created when this module is imported, in the gunicorn master (which loads the
+    worker class before it forks), so every worker inherits the same anonymous shared
+    mapping.  A worker writes only its own slot (its age modulo SLOTS: unique among live
+    workers unless SLOTS workers are spawned while one lives) and reads the others.
+    """
+
+    SLOTS = 32
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self.SLOTS * 3 * 8)
+        cells = memoryview(self._memory).cast("q")
+        self._pids, self._counts, self._beats = cells[0::3], cells[1::3], cells[2::3]
+
+    def publish(self, slot: int, connections: int) -> None:
+        self._pids[slot] = os.getpid()
+        self._counts[slot] = connections
+        self._beats[slot] = time.monotonic_ns()
+
+    def leave(self, slot: int) -> None:
+        self._pids[slot] = 0
+
+    def fewest_elsewhere(self, slot: int) -> int | None:
+        """The fewest connections any other live worker holds; None when there is none."""
+        fresh_since = time.monotonic_ns() - PEER_STALE_NS
+        pids, counts, beats = self._pids.tolist(), self._counts.tolist(), self._beats.tolist()
+        pids[slot] = 0
+        return min((count for pid, count, beat in zip(pids, counts, beats) if pid and beat >= fresh_since),
+                   default=None)
+
+
+class RequestBytes:
+    """One complete request, already read: the "socket" gunicorn's parser reads it from."""
+
+    def __init__(self) -> None:
+        self._data = memoryview(b"")
+
+    def load(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def recv(self, size: int) -> bytes:
+        chunk, self._data = self._data[:size], self._data[size:]
+        return bytes(chunk)
+
+
+class ResponseBuffer:
+    """What gunicorn writes a response to: kept in memory, sent later by the event loop.
+
+    It stands in for the client socket in gunicorn's Response and error writer, which also
+    call the socket methods below.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.chunks: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+    def send(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        file.seek(offset)
+        data = file.read() if count is None else file.read(count)
+        self.chunks.append(data)
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks = []
+        return data
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    # Timeouts and shutdown concern the real socket, which the event loop manages.
+    def gettimeout(self) -> float | None:
+        return None
+
+    def settimeout(self, _timeout: float | None) -> None:
+        pass
+
+    def setblocking(self, _flag: bool) -> None:
+        pass
+
+    def shutdown(self, _how: int) -> None:
+        pass
+
+    def recv(self, _size: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class BadFraming(ValueError):
+    """Where the request ends cannot be known from what it sent."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+@dataclass
+class RequestHead:
+    """What the front needs of a request's head: its lane, its length, how to answer it."""
+
+    method: str
+    path: str
+    length: int  # of the head itself, blank line included
+    content_length: int  # 0 for chunked (unknown) and for no body
+    chunked: bool
+    expects_continue: bool
+    wants_close: bool
+    request_id: str
+
+    @classmethod
+    def parse(cls, head: bytes) -> RequestHead:
+        request_line, *header_lines = head[:-4].split(b"\r\n")
+        parts = request_line.split(b" ")
+        # A malformed request line is left to gunicorn's parser, which answers 400 and closes.
+        method = parts[0].decode("latin-1") if len(parts) == 3 else ""
+        path = parts[1].split(b"?", 1)[0].decode("latin-1") if len(parts) == 3 else ""
+        version = parts[2] if len(parts) == 3 else b""
+        lengths, codings, expect, connection, request_id = set(), [], b"", b"", ""
+        for line in header_lines:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip()
+            if name == b"content-length":
+                lengths.add(value)
+            elif name == b"transfer-encoding":
+                codings += [coding.strip().lower() for coding in value.split(b",")]
+            elif name == b"expect":
+                expect = value.lower()
+            elif name == b"connection":
+                connection = value.lower()
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+        if codings and lengths:
+            raise BadFraming(400, "a request may carry Content-Length or Transfer-Encoding, not both")
+        if codings and codings != [b"chunked"]:
+            raise BadFraming(501, "the only transfer coding accepted is chunked")
+        if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
+            raise BadFraming(400, "Content-Length must be one decimal number")
+        return cls(
+            method=method,
+            path=path,
+            length=len(head),
+            content_length=int(next(iter(lengths))) if lengths else 0,
+            chunked=bool(codings),
+            expects_continue=expect == b"100-continue" and version == b"HTTP/1.1",
+            wants_close=b"close" in connection or (version == b"HTTP/1.0" and b"keep-alive" not in connection),
+            request_id=request_id if ACCEPTABLE_REQUEST_ID.match(request_id) else "",
+        )
+
+
+class Connection:
+    """One client connection and where it is: reading, waiting for a thread, served, sending."""
+
+    READING, WAITING, SERVING, SENDING, CLOSING = "reading", "waiting", "serving", "sending", "closing"
+
+    def __init__(self, cfg, sock: socket.socket, client, server) -> None:
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.source = RequestBytes()
+        self.parser = http.get_parser(cfg, self.source, client)
+        self.response = ResponseBuffer(sock)
+        self.state = self.READING
+        self.buffer = bytearray()
+        self.head: RequestHead | None = None
+        self.chunks_scanned = 0  # offset of the next chunk-size line of a chunked body
+        self.continue_sent = False
+        self.reserved = 0  # bytes of the worker's buffer budget held by the current request
+        self.skip = 0  # bytes still to come of a request answered before its body arrived
+        self.deadline = 0.0  # when the current state expires (monotonic seconds)
+        self.keepalive = False  # after the response being sent
+        self.outgoing = memoryview(b"")
+        self.events = 0  # what the poller waits for on this socket
+        self.started = 0.0  # when the current request got its thread
+
+    def request_length(self, limit: int) -> int | None:
+        """Bytes of the complete request at the front of the buffer, None while incomplete."""
+        head = self.head
+        if not head.chunked:
+            total = head.length + head.content_length
+            return total if len(self.buffer) >= total else None
+        buffer = self.buffer
+        position = max(self.chunks_scanned, head.length)
+        while True:
+            line_end = buffer.find(b"\r\n", position)
+            if line_end < 0:
+                return None
+            size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise BadFraming(400, "invalid chunk size in a chunked body")
+            size = int(size_text, 16)
+            if size == 0:
+                trailers_end = buffer.find(b"\r\n\r\n", line_end)
+                return trailers_end + 4 if trailers_end >= 0 else None
+            following = line_end + 2 + size + 2
+            if following - head.length > limit:
+                raise BadFraming(413, f"the body is larger than the limit of {limit} bytes")
+            if len(buffer) < following:
+                return None
+            position = self.chunks_scanned = following
+
+
+class Lane:
+    """The inference requests of one worker: threads, a bounded queue, a bounded wait."""
+
+    def __init__(self, threads: int, queue_limit: int, max_wait: float) -> None:
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request")
+        self.threads = threads
+        self.queue_limit = queue_limit
+        self.max_wait = max_wait
+        self.running = 0
+        self.waiting: deque[tuple[float, Connection]] = deque()
+        self.service_time = 0.0  # moving average, seconds per request
+
+    def admits(self) -> bool:
+        """Room for one more, and its wait for a thread predicted within max_wait."""
+        if self.running < self.threads:
+            return True
+        predicted_wait = (len(self.waiting) + 1) * self.service_time / self.threads
+        return len(self.waiting) < self.queue_limit and predicted_wait <= self.max_wait
+
+    def record(self, seconds: float) -> None:
+        self.service_time += SERVICE_TIME_WEIGHT * (seconds - self.service_time)
+
+
+class ServingWorker(gthread.ThreadWorker):
+    board = ConnectionBoard()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slot = self.age % ConnectionBoard.SLOTS
+        self.connections: set[Connection] = set()
+        self.buffered = 0  # bytes reserved by requests being read, waiting or running
+        self.next_heartbeat = 0.0
+        self.next_sweep = 0.0
+        self.limit_reported = 0.0
+
+    # --- start, heartbeat, signals ---
+
+    def init_process(self) -> None:
+        settings = ServiceConfig.from_env()
+        self.max_body = settings.max_upload_bytes
+        self.max_buffered = settings.max_buffered_bytes
+        self.read_timeout = settings.request_read_timeout
+        self.retry_after = settings.retry_after
+        self.lane = Lane(max(1, self.cfg.threads), settings.max_queued_requests, settings.max_queue_wait)
+        # Imported after the fork: prometheus_client's per-process files belong to the worker.
+        from service import metrics
+
+        self.metrics = metrics
+        self.poller = selectors.DefaultSelector()
+        self.method_queue.init()
+        base.Worker.init_process(self)  # loads the app, then calls run()
+
+    def notify(self) -> None:
+        # gunicorn's heartbeat is an os.utime() call; the arbiter needs one per `timeout`, not
+        # one per loop iteration.
+        now = time.monotonic()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + min(1.0, self.timeout / 4 if self.timeout else 1.0)
+            super().notify()
+
+    def handle_exit(self, sig, frame) -> None:
+        # In the signal handler, so that no request served after SIGTERM can see "ready".
+        lifecycle.begin_draining()
+        super().handle_exit(sig, frame)
+
+    def handle_quit(self, sig, frame) -> None:
+        self.lane.executor.shutdown(wait=False, cancel_futures=True)
+        base.Worker.handle_quit(self, sig, frame)
+
+    # --- the event loop ---
+
+    def run(self) -> None:
+        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
+        while self.alive:
+            self.notify()
+            self.board.publish(self.slot, len(self.connections))
+            accepting = self.update_accepting()
+            # Wake at least every SWEEP_INTERVAL, idle or not: the heartbeat on the board must
+            # stay fresher than PEER_STALE_NS or the other workers stop waiting for this one.
+            self.poll(SWEEP_INTERVAL if accepting else BALANCE_RECHECK)
+            self.sweep()
+            if not self.is_parent_alive():
+                break
+        self.drain()
+
+    def poll(self, timeout: float) -> None:
+        try:
+            events = self.poller.select(timeout)
+        except InterruptedError:
+            return
+        for key, _ in events:
+            key.data(key.fileobj)
+
+    def update_accepting(self) -> bool:
+        count = len(self.connections)
+        fewest = self.board.fewest_elsewhere(self.slot)
+        allowed = count < self.worker_connections and (fewest is None or count <= fewest)
+        self.set_accept_enabled(allowed)
+        # A worker that holds two or more connections more than another (they came before that
+        # one started, or it lost some) answers with "Connection: close" until that is no longer
+        # so: the clients reconnect, and the other worker accepts.  gthread's request handling
+        # closes a connection when len(keepalived_conns) >= max_keepalived; this worker keeps
+        # no such list, so the limit alone decides.
+        self.max_keepalived = 0 if fewest is not None and count > fewest + 1 else self.worker_connections
+        return allowed
+
+    def accept(self, listener) -> None:
+        try:
+            sock, client = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            now = time.monotonic()
+            if now > self.limit_reported + 10:
+                self.log.warning("cannot accept a connection: %s", error)
+                self.limit_reported = now
+            return
+        self.add(sock, client, listener.getsockname())
+
+    def add(self, sock: socket.socket, client, server) -> None:
+        sock.setblocking(False)
+        conn = Connection(self.cfg, sock, client, server)
+        self.connections.add(conn)
+        if self.alive:
+            self.board.publish(self.slot, len(self.connections))
+        self.read_next_request(conn)
+
+    def watch(self, conn: Connection, events: int, callback) -> None:
+        if conn.events:  # selectors makes no system call when only the callback changes
+            self.poller.modify(conn.sock, events, callback)
+        else:
+            self.poller.register(conn.sock, events, callback)
+        conn.events = events
+
+    def unwatch(self, conn: Connection) -> None:
+        if conn.events:
+            self.poller.unregister(conn.sock)
+            conn.events = 0
+
+    def close(self, conn: Connection) -> None:
+        self.unwatch(conn)
+        self.release(conn)
+        self.connections.discard(conn)
+        if self.alive:
+            self.board.publish(self.slot, len(self.connections))
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    def release(self, conn: Connection) -> None:
+        self.buffered -= conn.reserved
+        conn.reserved = 0
+
+    # --- reading requests ---
+
+    def read_next_request(self, conn: Connection) -> None:
+        self.release(conn)
+        conn.state = Connection.READING
+        conn.head, conn.chunks_scanned, conn.continue_sent = None, 0, False
+        if conn.skip:
+            conn.deadline = time.monotonic() + self.read_timeout
+        elif conn.buffer:  # the client sent its next request already (pipelining)
+            conn.deadline = time.monotonic() + self.read_timeout
+            self.advance(conn)
+            if conn.state is not Connection.READING:
+                return
+        else:
+            # An idle connection lives `keepalive` seconds (gunicorn's setting), then closes.
+            idle = self.cfg.keepalive if self.alive else min(self.cfg.keepalive, DRAIN_IDLE_LINGER)
+            conn.deadline = time.monotonic() + (idle or self.read_timeout)
+        self.watch(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
+
+    def on_readable(self, conn: Connection, _sock=None) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        if not data:  # the client closed the connection (idle, or giving up mid-request)
+            self.close(conn)
+            return
+        if conn.skip:  # the rest of a body already answered 503: drop it
+            dropped = min(conn.skip, len(data))
+            conn.skip -= dropped
+            data = data[dropped:]
+            if not data:
+                return
+        if not conn.buffer:
+            conn.deadline = time.monotonic() + self.read_timeout
+        conn.buffer += data
+        self.advance(conn)
+
+    def advance(self, conn: Connection) -> None:
+        """Parse what has arrived; hand a complete request on, or answer a hopeless one."""
+        try:
+            if conn.head is None:
+                end = conn.buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
+                if end < 0:
+                    if len(conn.buffer) >= MAX_HEAD:
+                        self.refuse(conn, 431, "headers_too_large",
+                                    f"the request line and headers exceed {MAX_HEAD} bytes")
+                    return
+                conn.head = RequestHead.parse(bytes(conn.buffer[: end + 4]))
+                if self.early_answer(conn):
+                    return
+            length = conn.request_length(self.max_body)
+        except BadFraming as error:
+            self.refuse(conn, error.status, "too_large" if error.status == 413 else "bad_framing", str(error))
+            return
+        if length is not None:
+            self.dispatch(conn, length)
+
+    def early_answer(self, conn: Connection) -> bool:
+        """Answer from the head alone when the body cannot help; 100 Continue when it can."""
+        head = conn.head
+        if head.content_length > self.max_body:
+            self.refuse(conn, 413, "too_large", f"the body is {head.content_length} bytes; the limit is {self.max_body}")
+            return True
+        # A chunked body's size is known only at its end: it reserves the largest allowed.
+        need = head.length + (self.max_body if head.chunked else head.content_length)
+        if self.buffered + need > self.max_buffered:
+            self.shed(conn, "buffers_full", complete=False)
+            return True
+        conn.reserved = need
+        self.buffered += need
+        if not head.chunked and len(conn.buffer) >= head.length + head.content_length:
+            return False  # complete already
+        if head.method not in SAFE_METHODS and not self.lane.admits():
+            # Not worth reading a photo only to refuse it: answer now, drop the body as it comes.
+            self.shed(conn, "queue_full", complete=False)
+            return True
+        if head.expects_continue:
+            try:
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                conn.continue_sent = True
+            except OSError:
+                pass  # then the client sends its body after its own timeout
+        return False
+
+    def dispatch(self, conn: Connection, length: int) -> None:
+        request = bytes(conn.buffer[:length])
+        del conn.buffer[:length]
+        conn.source.load(request)
+        self.unwatch(conn)
+        if conn.head.method in SAFE_METHODS:
+            conn.state = Connection.SERVING
+            self.send_response(conn, self.serve(conn))
+            return
+        lane = self.lane
+        if not lane.admits():
+            self.shed(conn, "queue_full", complete=True)
+        elif lane.running < lane.threads:
+            self.start(conn)
+        else:
+            conn.state = Connection.WAITING
+            lane.waiting.append((time.monotonic(), conn))
+
+    # --- running requests ---
+
+    def start(self, conn: Connection) -> None:
+        conn.state = Connection.SERVING
+        conn.started = time.monotonic()
+        self.lane.running += 1
+        future = self.lane.executor.submit(self.serve, conn)
+        future.add_done_callback(lambda done: self.method_queue.defer(self.finished_in_lane, conn, done))
+
+    def finished_in_lane(self, conn: Connection, future) -> None:
+        lane = self.lane
+        lane.running -= 1
+        lane.record(time.monotonic() - conn.started)
+        keepalive = not future.cancelled() and future.exception() is None and future.result()
+        self.send_response(conn, keepalive)
+        while lane.waiting and lane.running < lane.threads:
+            _, waiting = lane.waiting.popleft()
+            self.start(waiting)
+
+    def serve(self, conn: Connection) -> bool:
+        """Parse and run one buffered request through the app; whether to keep the connection."""
+        request = None
+        try:
+            request = next(conn.parser)
+            if conn.continue_sent:
+                request._expected_100_continue = False  # the front has sent it already
+            keepalive = self.handle_request(request, conn)
+            # An unread body is in memory: dropping it cannot block.
+            return bool(keepalive and conn.parser.finish_body())
+        except (StopIteration, NoMoreData):
+            return False
+        except Exception as error:  # gunicorn's own error responses (400, 431, 500 ...)
+            self.handle_error(request, conn.response, conn.client, error)
+            return False
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """gunicorn's answer to a request it cannot parse or serve, in the service's JSON format."""
+        page = ResponseBuffer(None)
+        super().handle_error(req, page, addr, exc)  # logs it, and writes an HTML page
+        status_line, _, html_page = page.take().decode("latin-1").partition("\r\n")
+        _, status, reason = status_line.split(" ", 2)
+        found = re.search(r"</h1>\s*(.*?)\s*</body>", html_page, re.S)
+        message = html.unescape(found.group(1)) if found and found.group(1) else reason
+        client.sendall(error_response(int(status), reason, reason.lower().replace(" ", "_"), message,
+                                      uuid.uuid4().hex, keepalive=False))
+
+    def handle_request(self, request, conn: Connection) -> bool:
+        # gthread's request handling (WSGI call, keep-alive rules, max_requests, hooks), with
+        # the response going to memory instead of the socket.
+        return super().handle_request(request, _ResponseTarget(conn.response, conn.client, conn.server))
+
+    # --- sending responses ---
+
+    def send_response(self, conn: Connection, keepalive: bool) -> None:
+        self.send(conn, conn.response.take(), keepalive, linger=CLOSE_LINGER)
+
+    def send(self, conn: Connection, data: bytes, keepalive: bool, linger: float) -> None:
+        conn.state = Connection.SENDING
+        conn.keepalive = keepalive  # what the response's Connection header said
+        conn.outgoing = memoryview(data)
+        conn.deadline = time.monotonic() + WRITE_TIMEOUT
+        self.flush(conn, linger)
+
+    def flush(self, conn: Connection, linger: float, _sock=None) -> None:
+        while conn.outgoing:
+            try:
+                sent = conn.sock.send(conn.outgoing)
+            except (BlockingIOError, InterruptedError):
+                self.watch(conn, selectors.EVENT_WRITE, partial(self.flush, conn, linger))
+                return
+            except OSError:
+                self.close(conn)
+                return
+            conn.outgoing = conn.outgoing[sent:]
+        if conn.keepalive:
+            self.read_next_request(conn)
+        else:
+            self.close_after_reading(conn, linger)
+
+    def close_after_reading(self, conn: Connection, seconds: float) -> None:
+        """Half-close, and read (and drop) what the client still sends before closing.
+
+        Closing a socket with unread data makes the kernel reset the connection, which can
+        destroy the response before the client has read it (RFC 9112 section 9.6).
+        """
+        conn.state = Connection.CLOSING
+        conn.deadline = time.monotonic() + seconds
+        self.release(conn)
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close(conn)
+            return
+        self.watch(conn, selectors.EVENT_READ, partial(self.drop_input, conn))
+
+    def drop_input(self, conn: Connection, _sock=None) -> None:
+        try:
+            data = conn.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close(conn)
+
+    # --- the front's own answers ---
+
+    def shed(self, conn: Connection, reason: str, complete: bool) -> None:
+        self.metrics.SHED_REQUESTS.labels(reason=reason).inc()
+        message = {"queue_full": "the server is at capacity",
+                   "queue_wait": "the request waited too long for its turn",
+                   "buffers_full": "the server holds too many request bodies"}[reason]
+        self.answer(conn, 503, "overloaded", f"{message}; retry after {self.retry_after} s", complete,
+                    {"Retry-After": str(self.retry_after)})
+
+    def refuse(self, conn: Connection, status: int, reason: str, message: str) -> None:
+        self.metrics.REFUSED_REQUESTS.labels(reason=reason).inc()
+        self.answer(conn, status, _REASONS[status].lower().replace(" ", "_"), message, complete=False)
+
+    def answer(self, conn: Connection, status: int, code: str, message: str, complete: bool,
+               headers: dict | None = None) -> None:
+        """A JSON error in the application's format, written by the front itself.
+
+        The connection stays open when the request has been read, or its body can be skipped
+        as it arrives, and neither side wants it closed; otherwise what the client still sends
+        is read and dropped for as long as it may take to arrive, then the connection closes.
+        """
+        head = conn.head
+        skippable = not complete and head is not None and not head.chunked and status == 503
+        keepalive = ((complete or skippable) and not head.wants_close and self.alive
+                     and self.cfg.keepalive > 0)
+        if not complete:
+            if keepalive:
+                conn.skip = head.length + head.content_length - len(conn.buffer)
+            conn.buffer.clear()  # the rest of the request being answered
+        request_id = (head.request_id if head else "") or uuid.uuid4().hex
+        data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers)
+        self.unwatch(conn)
+        access_log.info("%s %s %d", head.method if head else "-", head.path if head else "-", status,
+                        extra={"request_id": request_id, "method": head.method if head else None,
+                               "path": head.path if head else None, "status": status, "answered_by": "worker"})
+        self.send(conn, data, keepalive, linger=CLOSE_LINGER if complete else self.read_timeout)
+
+    # --- deadlines ---
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        if now < self.next_sweep:
+            return
+        self.next_sweep = now + SWEEP_INTERVAL
+        for conn in [conn for conn in self.connections if conn.deadline < now]:
+            if conn.state is Connection.READING and conn.buffer and not conn.skip:
+                self.refuse(conn, 408, "read_timeout",
+                            f"the request did not arrive within {self.read_timeout:g} s of its first byte")
+            elif conn.state in (Connection.READING, Connection.SENDING, Connection.CLOSING):
+                self.close(conn)
+        lane = self.lane
+        while lane.waiting and now - lane.waiting[0][0] > lane.max_wait:
+            _, conn = lane.waiting.popleft()
+            self.shed(conn, "queue_wait", complete=True)
+        self.metrics.QUEUED_REQUESTS.set(len(lane.waiting))
+        self.metrics.OPEN_CONNECTIONS.set(len(self.connections))
+
+    # --- drain ---
+
+    def drain(self) -> None:
+        lifecycle.begin_draining()
+        self.board.leave(self.slot)
+        self.set_accept_enabled(False)
+        # The kernel completed these connections before the listener closes: answer them.
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while True:
+                try:
+                    sock, client = listener.accept()
+                except OSError:
+                    break
+                self.add(sock, client, listener.getsockname())
+            listener.close()
+        linger = time.monotonic() + DRAIN_IDLE_LINGER
+        for conn in self.connections:
+            if conn.state is Connection.READING and not conn.buffer:
+                conn.deadline = min(conn.deadline, linger)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self.connections and time.monotonic() < deadline:
+            self.notify()
+            self.poll(SWEEP_INTERVAL)
+            self.sweep()
+        for conn in list(self.connections):
+            self.close(conn)
+        self.lane.executor.shutdown(wait=False)
+        self.poller.close()
+        self.method_queue.close()
+
+
+@dataclass
+class _ResponseTarget:
+    """The connection as gunicorn's request handling sees it: the socket is the response buffer."""
+
+    sock: ResponseBuffer
+    client: object
+    server: object
+
+
+def error_response(status: int, reason: str, code: str, message: str, request_id: str, keepalive: bool,
+                   headers: dict | None = None) -> bytes:
+    """A whole HTTP response carrying the application's error body, {"error": {code, message}}."""
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode() + b"\n"
+    lines = [f"HTTP/1.1 {status} {reason}", f"Date: {formatdate(usegmt=True)}", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", f"X-Request-ID: {request_id}",
+             f"Connection: {'keep-alive' if keepalive else 'close'}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
+            431: "Request Header Fields Too Large", 501: "Not Implemented", 503: "Service Unavailable"}
