@@ -29,7 +29,7 @@
 # INTRA_OP_THREADS, MODEL_REPOSITORY, ... (README.md lists them).
 #
 # Plain Dockerfile syntax only (no RUN heredocs, no COPY --link) so that podman 4.3 builds it
-# as well as Docker does: scripts/check_dockerfile.sh builds, runs and probes it.
+# as well as Docker does: scripts/check_image.sh builds, runs and probes it.
 
 # The Debian release is pinned, so apt package names and glibc cannot change under us.
 ARG PYTHON_IMAGE=python:3.11-slim-trixie

@@ -1,8 +1,9 @@
 """gunicorn settings for the service: ``python -m gunicorn -c gunicorn.conf.py "service:create_app()"``.
 
-Environment: PORT (8000), HOST (0.0.0.0), WORKERS (CPUs available), WORKER_THREADS (4),
+Environment: PORT (8000), HOST (0.0.0.0), WORKERS (CPUs available), WORKER_THREADS (2),
 TIMEOUT (30 s), LOG_LEVEL (INFO), PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder), plus the
-service's own variables (service/config.py).
+service's own variables (service/config.py; the worker reads its queue and timeout settings
+there too).
 
 Models are loaded in each worker after the fork (the app is not preloaded): an onnxruntime
 session inherited across a fork can crash when it is destroyed.

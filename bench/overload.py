@@ -14,7 +14,9 @@ One server throughout (gunicorn.conf.py, WORKERS=2, INTRA_OP_THREADS=1), then fo
 3. overload: --clients photo clients (3000x2000 JPEG, 1.3 MB) for --duration seconds, a
    ``GET /healthz`` probe on a new connection every 0.25 s (as a kubelet does), and the slow
    connections;
-4. after: one small PNG client again, from the moment the overload stops.
+4. after: one small PNG client again, from the moment the overload stops;
+5. drain: 8 photo clients, and after 2 s a SIGTERM to the master: how long until it exits,
+   and what the clients saw (answers, refused connections, anything else).
 
 Clients use keep-alive connections and a 30 s timeout; on a 503 they wait what Retry-After
 says (at most 1 s) before trying again, as a well-behaved client does (--no-retry-after: at
@@ -168,6 +170,37 @@ def slowloris_loop(port: int, interval: float, stop: threading.Event) -> Tally:
     return tally
 
 
+def drain_loop(port: int, body: bytes, stop: threading.Event, signalled: threading.Event) -> Tally:
+    """Like client_loop, but a refused connection after the SIGTERM ends it (draining is done)."""
+    tally = Tally()
+    connection = None
+    while not stop.is_set():
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                connection.connect()
+            except ConnectionRefusedError:
+                tally.codes["refused"] += 1
+                connection = None
+                if signalled.is_set():
+                    break
+                continue
+        try:
+            connection.request("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            tally.errors[type(error).__name__] += 1
+            connection.close()
+            connection = None
+            continue
+        tally.codes[response.status] += 1
+        if response.will_close:
+            connection.close()
+            connection = None
+    return tally
+
+
 def run_threads(loops: list[Callable[[threading.Event], Tally]], seconds: float) -> tuple[list[Tally], float]:
     """Run each loop in its own thread for ``seconds``; returns their tallies and the real time."""
     stop = threading.Event()
@@ -293,6 +326,23 @@ def main(argv: list[str] | None = None) -> None:
         shed = {key: value - shed_before.get(key, 0) for key, value in shed_counts(port).items()}
         log_tail = (Path(log_dir) / "service.log").read_text()[-3000:]
 
+        stop, signalled = threading.Event(), threading.Event()
+        drainers: list[Tally] = []
+        threads = [threading.Thread(target=lambda: drainers.append(drain_loop(port, photo, stop, signalled)))
+                   for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        signalled.set()
+        process.terminate()
+        terminated = time.perf_counter()
+        process.wait(timeout=60)
+        drain_seconds = time.perf_counter() - terminated
+        stop.set()
+        for thread in threads:
+            thread.join()
+        drain = merged(drainers)
+
     reference = results[1].ok_per_second()
     setup = (f"{os.cpu_count()} CPUs, {args.workers} workers, {' '.join(args.gunicorn_arg) or 'gunicorn.conf.py as is'}, "
              f"env {' '.join(args.env) or '-'}; clients {'honour' if honour else 'ignore'} Retry-After; "
@@ -309,10 +359,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{'the same' if workers_before == workers_after else 'CHANGED'}")
     if workers_before != workers_after:
         print(log_tail)
+    print(f"drain: SIGTERM under 8 photo clients, exit {process.returncode} after {drain_seconds:.2f} s; clients saw "
+          + " ".join(f"{code}:{count}" for code, count in sorted(drain.codes.items(), key=str))
+          + f"; errors {dict(drain.errors) or 'none'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "setup": setup, "workers_before": workers_before, "workers_after": workers_after, "shed": shed,
+            "drain": {"seconds": drain_seconds, "exit": process.returncode, "codes": dict(drain.codes),
+                      "errors": dict(drain.errors)},
             "phases": [{"name": r.name, "seconds": r.seconds, "ok_per_second": r.ok_per_second(),
                         "p50_ms": r.percentile_ms(50), "max_ms": r.percentile_ms(100),
                         "codes": dict(r.tally.codes), "errors": dict(r.tally.errors)} for r in results],

@@ -16,7 +16,9 @@ sha256 matches) --> service.runtime (session; graph matches the manifest) --> se
 Module map: config (environment -> ServiceConfig), manifest (the contract with training),
 repository (files), runtime (sessions), registry (versions served), imaging, tensors, inference
 (the protocol-free core), errors (error types + JSON handlers), jsonio, metrics (Prometheus),
-logs (JSON lines), api/ (blueprints: predict, models, health, metrics, admin, observability).
+logs (JSON lines), api/ (blueprints: predict, models, health, metrics, admin, observability);
+worker (the gunicorn worker class: buffering front, admission control, drain) and lifecycle
+(whether the process drains).
 """
 
 from __future__ import annotations

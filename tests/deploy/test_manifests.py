@@ -140,3 +140,16 @@ def test_runs_as_the_image_user_on_a_read_only_root_with_writable_scratch():
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/tmp" in mounts
     assert env_of(container)["PROMETHEUS_MULTIPROC_DIR"] in mounts
+
+
+def test_grace_period_covers_the_prestop_sleep_and_the_drain(tmp_path, monkeypatch):
+    # SIGKILL must not cut a drain short: the kubelet sends it at terminationGracePeriodSeconds,
+    # counted from the start of preStop, and gunicorn drains for up to graceful_timeout.
+    import runpy
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    graceful_timeout = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["graceful_timeout"]
+    pod = deployment()["spec"]["template"]["spec"]
+    command = server_container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    assert pod["terminationGracePeriodSeconds"] > int(command[1]) + graceful_timeout
