@@ -14,8 +14,8 @@ Inputs are FP32, or UINT8 pixels 0..255 for an image input (the rule of the .npy
 The body is read raw whatever its Content-Type, since tritonclient sends none.  Errors take the
 protocol's form, ``{"error": "<message>"}``: 400 for a request the model cannot take, 404 an
 unknown model or version, 413 over a limit, 415 a compressed body, 503 a model with no loadable
-version.  The health
-endpoints answer "false" with 400, as the protocol says (a 4xx) and Triton does.
+version.  The health endpoints answer "false" with 400, as the protocol says (a 4xx) and
+Triton does.
 """
 
 from __future__ import annotations
