@@ -19,7 +19,7 @@ from service import metrics
 from service.api import bodies, config, registry
 from service.errors import MalformedRequest, TooLarge
 from service.inference import ImageUpload, classify_images
-from service.jsonio import json_response
+from service.schemas import ImageResult, ImageResults, ImagesJson
 
 blueprint = Blueprint("predict", __name__)
 
@@ -34,8 +34,8 @@ def predict_digits():
     model = registry().get(name)
     g.model, g.version, g.images = model.name, model.number, len(uploads)
     metrics.IMAGES_PER_REQUEST.observe(len(uploads))
-    results = classify_images(model, uploads)
-    return json_response(results[0] if len(results) == 1 else {"results": results})
+    results = [ImageResult.model_validate(result) for result in classify_images(model, uploads)]
+    return bodies.render(results[0] if len(results) == 1 else ImageResults(results=results))
 
 
 def _read_uploads() -> tuple[list[ImageUpload], str | None]:
@@ -56,25 +56,14 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None]:
             raise MalformedRequest("the request body is empty; send an image")
         return [ImageUpload("in the body", data)], None
     if bodies.is_json_request():
-        payload = bodies.json_object({"image", "images", "model"})
-        uploads = []
-        if "image" in payload:
-            uploads.append(ImageUpload('"image"', bodies.decode_base64(payload["image"], '"image"')))
-        if "images" in payload:
-            images = payload["images"]
-            if not isinstance(images, list):
-                raise MalformedRequest('"images" must be a list of base64 strings')
-            _check_image_count(len(uploads) + len(images))  # before decoding any of them
-            uploads += [
-                ImageUpload(f"images[{index}]", bodies.decode_base64(text, f"images[{index}]"))
-                for index, text in enumerate(images)
-            ]
-        if not uploads:
+        body = bodies.parse(ImagesJson, bodies.json_body())
+        named = ([('"image"', body.image)] if body.image is not None else []) + [
+            (f"images[{index}]", text) for index, text in enumerate(body.images or [])
+        ]
+        if not named:
             raise MalformedRequest('the JSON body has no "image" or "images"')
-        model = payload.get("model")
-        if model is not None and not isinstance(model, str):
-            raise MalformedRequest('"model" must be a string')
-        return uploads, model
+        _check_image_count(len(named))  # before decoding any of them
+        return [ImageUpload(name, bodies.decode_base64(text, name)) for name, text in named], body.model
     raise bodies.unsupported(ACCEPTED)
 
 
