@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
@@ -70,14 +71,18 @@ class ImagesJson(RequestBody):
     model: ModelName | None = None
 
 
+def _absent_by_default(schema: dict) -> None:
+    schema.pop("default")  # a form field is absent or a string: there is no null to document
+
+
 # Werkzeug parses the form (files and fields); this model describes it for the document.
 class ImageForm(BaseModel):
     """Pictures in a multipart form: one or more files under any field names, answered in form order."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": {"type": "string", "format": "binary"}})
 
-    image: list[bytes] | None = Field(None, description="image files (any other field name works too)")
-    model: ModelName | None = None
+    image: list[bytes] = Field(default_factory=list, description="image files (any other field name works too)")
+    model: ModelName | SkipJsonSchema[None] = Field(None, json_schema_extra=_absent_by_default)
 
 
 class ImageResult(_Closed):
