@@ -28,9 +28,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import Rule
 
 from service import schemas
-from service.api import EXTENSION, config
+from service.api import EXTENSION
 from service.jsonio import json_response
 
 blueprint = Blueprint("openapi", __name__)
@@ -146,7 +147,7 @@ def _build(app: Flask) -> dict[str, Any]:
     for operation in operations:
         rule = routes[(operation.method, operation.rule)]
         paths.setdefault(_path(operation.rule), {})[operation.method.lower()] = _operation(operation, rule, references)
-    limits = config()
+    limits = app.extensions[EXTENSION]["config"]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -192,7 +193,7 @@ def _path(rule: str) -> str:
     return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule)
 
 
-def _operation(operation: Operation, rule, references: dict) -> dict[str, Any]:
+def _operation(operation: Operation, rule: Rule, references: dict) -> dict[str, Any]:
     def schema(body: Schema, mode: str) -> dict:
         if isinstance(body, tuple):
             return {"oneOf": [references[(model, mode)] for model in body]}
@@ -207,11 +208,10 @@ def _operation(operation: Operation, rule, references: dict) -> dict[str, Any]:
         for status, bodies in operation.responses.items()
     }
     responses.update({str(status): {"$ref": f"#/components/responses/error{status}"} for status in operation.errors})
-    converters = {argument: type(converter).__name__ for argument, converter in rule._converters.items()}
     parameters = [
         {"name": name, "in": "path", "required": True, "description": operation.path.get(name, ""),
-         "schema": {"type": "integer"} if converters[name] == "IntegerConverter" else TEXT}
-        for name in rule.arguments
+         "schema": {"type": "integer"} if converter == "int" else TEXT}
+        for converter, name in re.findall(r"<(?:([^<>:]+):)?([^<>]+)>", operation.rule)
     ] + [{"name": name, "in": "query", "required": False, "description": text, "schema": TEXT}
          for name, text in operation.query.items()]
     described: dict[str, Any] = {
