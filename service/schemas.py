@@ -56,6 +56,12 @@ Base64Image = Annotated[
     ),
 ]
 ModelName = Annotated[str, Field(description="the image model to ask (GET /models lists them); ?model= wins")]
+Include = Annotated[
+    list[str],
+    BeforeValidator(lambda value: [value] if isinstance(value, str) else value, json_schema_input_type=Union[list[str], str]),
+    Field(description='what to add to every result: "input" (the picture the model saw), "explanation" '
+                      "(an occlusion map); a list, or one comma-separated string; ?include= adds to it"),
+]
 
 
 # --- POST /predict ---
@@ -69,6 +75,7 @@ class ImagesJson(RequestBody):
     image: Base64Image | None = None
     images: list[Base64Image] | None = None
     model: ModelName | None = None
+    include: Include | None = None
 
 
 def _absent_by_default(schema: dict) -> None:
@@ -83,6 +90,9 @@ class ImageForm(BaseModel):
 
     image: list[bytes] = Field(default_factory=list, description="image files (any other field name works too)")
     model: ModelName | SkipJsonSchema[None] = Field(None, json_schema_extra=_absent_by_default)
+    include: str | SkipJsonSchema[None] = Field(
+        None, json_schema_extra=_absent_by_default, description="input, explanation or both, comma-separated"
+    )
 
 
 class ImageResult(_Closed):
@@ -96,6 +106,16 @@ class ImageResult(_Closed):
     # From a verdict section in the model's manifest (issue 8); absent for a model without one.
     verdict: Literal["digit", "uncertain", "not_a_digit"] | None = Field(None, exclude_if=lambda value: value is None)
     reason: str | None = Field(None, exclude_if=lambda value: value is None, description="why that verdict")
+    # On request (include=input, include=explanation; see service.explanation).
+    input: str | None = Field(
+        None, exclude_if=lambda value: value is None,
+        description="the picture the model saw (after the MNIST recipe), as a grayscale PNG data URL",
+    )
+    explanation: list[list[float]] | None = Field(
+        None, exclude_if=lambda value: value is None,
+        description="occlusion map, the picture's shape: how much covering each pixel's neighbourhood lowers "
+                    "the answer's log-odds (positive: this ink pushed the model to its answer)",
+    )
 
 
 class ImageResults(_Closed):

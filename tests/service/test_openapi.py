@@ -26,12 +26,15 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def path_of(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: /models/<name> -> /models/{name}, <path:filename> -> {filename}."""
+    return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule)
+
+
 def routes(app) -> set[tuple[str, str]]:
     """(method, OpenAPI path) of every route the app answers, as a client sees them."""
     return {
-        (method.lower(), re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule))
-        for rule in app.url_map.iter_rules()
-        for method in rule.methods - {"HEAD", "OPTIONS"}
+        (method.lower(), path_of(rule.rule)) for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
     }
 
 
@@ -81,7 +84,7 @@ def test_every_route_is_described_and_nothing_else(make_app, admin_token):
 
 
 def test_every_entry_of_the_table_is_a_route(admin_app):
-    assert {(op.method.lower(), re.sub(r"<([^<>]+)>", r"{\1}", op.rule)) for op in OPERATIONS} <= routes(admin_app)
+    assert {(op.method.lower(), path_of(op.rule)) for op in OPERATIONS} <= routes(admin_app)
 
 
 def test_request_bodies_are_the_models_the_views_validate_with(admin_app):
@@ -124,6 +127,12 @@ EXCHANGES = [
     ("get", "/docs", "/docs", {}),
     ("get", "/docs/{asset}", "/docs/swagger-ui.css", {}),
     ("get", "/docs/{asset}", "/docs/nothing.js", {}),
+    ("get", "/", "/", {}),
+    ("get", "/static/{filename}", "/static/page.js", {}),
+    ("get", "/static/{filename}", "/static/nothing.js", {}),
+    ("post", "/predict", "/predict?include=input,explanation", {"data": PNG, "content_type": "image/png"}),
+    ("post", "/predict", "/predict", {"json": {"image": B64, "include": "input"}}),
+    ("post", "/predict", "/predict", {"json": {"image": B64, "include": {"input": True}}}),
 ]
 
 
