@@ -23,7 +23,7 @@ from service import metrics
 from service.api import bodies, config, registry
 from service.errors import MalformedRequest, TooLarge
 from service.inference import ImageUpload, classify_images
-from service.jsonio import json_response
+from service.schemas import ImageResult, ImageResults, ImagesJson
 
 blueprint = Blueprint("predict", __name__)
 
@@ -39,8 +39,8 @@ def predict_digits():
     g.model, g.version, g.images = model.name, model.number, len(uploads)
     metrics.IMAGES_PER_REQUEST.observe(len(uploads))
     include = _include_options(request.args.getlist("include") + include_in_body)
-    results = classify_images(model, uploads, include)
-    return json_response(results[0] if len(results) == 1 else {"results": results})
+    results = [ImageResult.model_validate(result) for result in classify_images(model, uploads, include)]
+    return bodies.render(results[0] if len(results) == 1 else ImageResults(results=results))
 
 
 def _read_uploads() -> tuple[list[ImageUpload], str | None, list[str]]:
@@ -61,30 +61,15 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None, list[str]]:
             raise MalformedRequest("the request body is empty; send an image")
         return [ImageUpload("in the body", data)], None, []
     if bodies.is_json_request():
-        payload = bodies.json_object({"image", "images", "model", "include"})
-        uploads = []
-        if "image" in payload:
-            uploads.append(ImageUpload('"image"', bodies.decode_base64(payload["image"], '"image"')))
-        if "images" in payload:
-            images = payload["images"]
-            if not isinstance(images, list):
-                raise MalformedRequest('"images" must be a list of base64 strings')
-            _check_image_count(len(uploads) + len(images))  # before decoding any of them
-            uploads += [
-                ImageUpload(f"images[{index}]", bodies.decode_base64(text, f"images[{index}]"))
-                for index, text in enumerate(images)
-            ]
-        if not uploads:
+        body = bodies.parse(ImagesJson, bodies.json_body())
+        named = ([('"image"', body.image)] if body.image is not None else []) + [
+            (f"images[{index}]", text) for index, text in enumerate(body.images or [])
+        ]
+        if not named:
             raise MalformedRequest('the JSON body has no "image" or "images"')
-        model = payload.get("model")
-        if model is not None and not isinstance(model, str):
-            raise MalformedRequest('"model" must be a string')
-        include = payload.get("include", [])
-        if isinstance(include, str):
-            include = [include]
-        if not isinstance(include, list) or not all(isinstance(item, str) for item in include):
-            raise MalformedRequest('"include" must be a list of strings (or one comma-separated string)')
-        return uploads, model, include
+        _check_image_count(len(named))  # before decoding any of them
+        uploads = [ImageUpload(name, bodies.decode_base64(text, name)) for name, text in named]
+        return uploads, body.model, body.include or []
     raise bodies.unsupported(ACCEPTED)
 
 
