@@ -100,7 +100,8 @@ def from_npy(data: bytes, image_input: bool) -> np.ndarray:
         raise MalformedRequest("the request body is empty; expected a .npy array")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
+    # MemoryError: a header that claims a huge shape makes numpy allocate it before reading.
+    except (ValueError, OSError, EOFError, TypeError, MemoryError) as exc:
         raise MalformedRequest(f"the body is not a valid .npy array: {exc}") from None
     if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for .npz
         raise MalformedRequest("the body is an .npz archive; send a single .npy array")
