@@ -200,7 +200,7 @@ BAD_REQUESTS = {
     "shape and data disagree": (json.dumps(_header(shape=[3, 3])), {}, "holds 9 values"),
     "shape not the model's": (json.dumps(_header(shape=[3, 2])), {}, "must have shape [-1, 3]"),
     "batch axis left out": (json.dumps(_header(shape=[6], data=[1.0] * 6)), {}, "must have shape [-1, 3]"),
-    "shape not numbers": (json.dumps(_header(shape=["2", 3])), {}, '"shape"'),
+    "shape not numbers": (json.dumps(_header(shape=["2", 3])), {}, '"shape[0]" must be a whole number'),
     "a string in the data": (json.dumps(_header(data=[1, 2, "3", 4, 5, 6])), {}, "a string"),
     "Infinity in JSON": (json.dumps(_header()).replace("4.25", "Infinity"), {}, "not a number JSON allows"),
     "beyond float32": (json.dumps(_header()).replace("4.25", "1e39"), {}, "too large for float32"),
@@ -214,6 +214,10 @@ BAD_REQUESTS = {
     "binary size in a JSON body": (GOOD_HEADER, {}, f"no {HEADER_LENGTH} header"),
     "binary size not the shape's": (*framed({"inputs": [binary_input("x", ROWS) | {"shape": [1, 3]}]}, ROWS.tobytes()),
                                     "is 12 bytes, binary_data_size is 24"),
+    # Found by tests/e2e/test_fuzz.py: an empty tensor whose other axes numpy cannot reshape to was a 500.
+    "empty binary tensor with a huge axis": (*framed({"inputs": [binary_input("x", ROWS) | {
+        "shape": [2**63, 0], "parameters": {"binary_data_size": 0}}]}), "is empty (shape [9223372036854775808, 0])"),
+    "empty binary tensor": (*framed({"inputs": [binary_input("x", ROWS[:0])]}), "is empty (shape [0, 3])"),
     "binary size negative": (json.dumps(_header(parameters={"binary_data_size": -1})), {}, "binary_data_size"),
     "data and binary size": (*framed(_header(parameters={"binary_data_size": 24}), ROWS.tobytes()), "both"),
     "shared memory": (json.dumps(_header(parameters={"shared_memory_region": "r"})), {}, "shared-memory"),
@@ -255,3 +259,29 @@ def test_compressed_bodies_are_refused(client):
     body, headers = framed({"inputs": [binary_input("x", ROWS)]}, ROWS.tobytes())
     response = client.post(LINEAR_INFER, data=body, headers=headers | {"Content-Encoding": "gzip"})
     assert "gzip" in v2_error(response, 415)
+
+
+# --- the protocol's error form for every answer under /v2, and only there ---
+
+
+def test_unknown_paths_and_wrong_methods_under_v2_answer_in_the_protocols_form(client):
+    for path in ("/v2/nothing", "/v2/models", "/v2/models/a/b/c", f"/v2/models/{TABULAR_MODEL}/versions"):
+        v2_error(client.get(path), 404)
+    for method, path in (("get", LINEAR_INFER), ("post", "/v2/health/live"), ("put", f"/v2/models/{TABULAR_MODEL}")):
+        response = getattr(client, method)(path)
+        v2_error(response, 405)
+        assert response.headers["Allow"]
+    # The service's own endpoints keep theirs.
+    for response, status in ((client.get("/v2nothing"), 404), (client.get("/models/x/predict"), 405)):
+        assert response.status_code == status and set(response.get_json()["error"]) == {"code", "message"}
+
+
+def test_a_bug_under_v2_is_a_500_in_the_protocols_form(client, monkeypatch):
+    import service.api.v2
+
+    def broken(model, batches):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service.api.v2, "predict", broken)
+    body, headers = framed({"inputs": [binary_input("x", ROWS)]}, ROWS.tobytes())
+    assert v2_error(client.post(LINEAR_INFER, data=body, headers=headers), 500) == "internal server error (logged)"
