@@ -14,7 +14,8 @@ How README.md opts in (nothing to register; a new section is checked as soon as 
 "Answers what README.md shows" means in kind, not to the digit: the HTTP status class (an answer
 with a top-level "error" must be a 4xx/5xx, any other a 2xx/3xx; a shown ``HTTP/1.1 405 ...``
 line must match exactly), every key shown must be there, strings (labels, error codes, messages)
-must be equal, numbers must be numbers, lists must have the shown length.  ``...`` stands for
+and whole numbers (labels, versions, counts) must be equal, numbers with a decimal point need only
+be numbers, lists must have the shown length.  ``...`` stands for
 anything: more keys, more items, the rest of a string, any value.  An answer that is not JSON is
 compared line by line, each shown line a pattern (``...`` = anything) found in order.
 """
@@ -232,7 +233,9 @@ def mismatch(shown, actual, where: str = "answer") -> str | None:
         return None
     if isinstance(shown, bool) or shown is None:
         return None if actual is shown else f"{where}: README shows {shown!r}, got {actual!r}"
-    if isinstance(shown, (int, float)):
+    if isinstance(shown, int):  # labels, versions, counts: exactly
+        return None if type(actual) is int and actual == shown else f"{where}: README shows {shown}, got {actual!r}"
+    if isinstance(shown, float):  # measurements: only that it is one
         is_number = isinstance(actual, (int, float)) and not isinstance(actual, bool)
         return None if is_number else f"{where}: README shows a number, got {actual!r}"
     if not isinstance(actual, str):
@@ -376,8 +379,11 @@ def test_every_command_in_the_readme_is_checked():
         ('{"outputs": [[9.0], [4.0]]}', 200, '{"outputs": [[8.99], [4.01]]}', None),
         ('{"outputs": [[9.0], [4.0]]}', 200, '{"outputs": [[8.99]]}', "shows 2 items, got 1"),
         ('{"outputs": [[1, ..., 9]]}', 200, '{"outputs": [[1, 5, 6, 9]]}', None),
-        ('{"version": 1}', 200, '{"version": "1"}', "shows a number"),
+        ('{"version": 1}', 200, '{"version": "1"}', "README shows 1, got '1'"),
+        ('{"version": 1}', 200, '{"version": 2}', "README shows 1, got 2"),
+        ('{"probability": 0.9}', 200, '{"probability": "high"}', "shows a number"),
         ("[2, 3, 4]", 200, "[2, 3, 4]\n", None),
+        ("[2, 3, 4]", 200, "[2, 3, 5]\n", "README shows 4, got 5"),
         ("# HELP serving_requests_total ...\n...", 200, "# HELP serving_requests_total HTTP\nx 1\n", None),
         ("HTTP/1.1 405 METHOD NOT ALLOWED\nAllow: ...POST...", 405,
          "HTTP/1.1 405 METHOD NOT ALLOWED\r\nAllow: OPTIONS, POST\r\n\r\n{}", None),
