@@ -45,7 +45,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder containing MNIST/raw (default: $MNIST_DATA_DIR, else ./data)",
     )
     parser.add_argument("--download", action="store_true", help="let torchvision download MNIST if it is missing")
-    parser.add_argument("--epochs", type=_positive, help="override every chosen model's number of epochs (the seeds' small models stop sooner once converged)")
+    parser.add_argument(
+        "--epochs",
+        type=_positive,
+        help="override every chosen model's number of epochs (the small models stop sooner once converged)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="auto", help="torch device, e.g. cpu or cuda:0 (default: CUDA if available)")
     parser.add_argument(

@@ -91,7 +91,7 @@ def preflight(tasks: list[Task], settings: Settings, repository_root: Path) -> l
             problems.append(f"{task.name}: {error}")
         unwritable = repository.writable_problem(repository_root / task.name)
         if unwritable:
-            problems.append(f"{task.name}: {unwritable}")
+            problems.append(unwritable)  # names the folder; said once for all models it concerns
     return list(dict.fromkeys(problems))
 
 

@@ -77,11 +77,11 @@ def writable_problem(model_dir: Path) -> str | None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        return f"cannot write the model repository at {model_dir}: {existing} is a file, not a folder"
+        return f"cannot write the model repository: {existing} is a file, not a folder"
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}preflight-", dir=existing))
     except OSError as error:
-        return f"cannot write the model repository at {model_dir}: {existing}: {error.strerror or error}"
+        return f"cannot write the model repository: {existing}: {error.strerror or error}"
     return None
 
 

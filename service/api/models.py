@@ -8,8 +8,8 @@ Inputs: for a model with one input, ``"inputs"`` is a nested list (a batch, or o
 the batch axis left out, answered the same way); with several inputs, an object by input name.
 Outputs mirror that: a nested list for one output, an object by output name otherwise.
 ``Content-Type: application/x-npy`` sends one input as a .npy array (float32, or uint8 pixels
-0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy; an ``Accept`` that allows neither
-JSON nor .npy is answered 406.
+0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy, and an
+``Accept`` that allows neither JSON nor .npy is answered 406.
 """
 
 from __future__ import annotations
