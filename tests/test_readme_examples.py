@@ -70,13 +70,15 @@ def fenced_blocks(text: str) -> list[Block]:
     blocks, lines = [], text.splitlines()
     index = 0
     while index < len(lines):
-        opening = re.match(r"^```(\w*)\s*$", lines[index])
+        opening = re.match(r"^\s*```(\w*)\s*$", lines[index])
         if not opening:
             index += 1
             continue
         previous = next((line for line in reversed(lines[:index]) if line.strip()), "")
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith("```"))
-        blocks.append(Block(opening.group(1), lines[index + 1 : end], index + 2, previous.startswith(SKIP_MARKER)))
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].lstrip().startswith("```"))
+        indent = len(lines[index]) - len(lines[index].lstrip())  # a block inside a list item
+        body = [line[indent:] if line[:indent].strip() == "" else line for line in lines[index + 1 : end]]
+        blocks.append(Block(opening.group(1), body, index + 2, previous.lstrip().startswith(SKIP_MARKER)))
         index = end + 1
     return blocks
 
@@ -114,7 +116,7 @@ def python_example(block: Block) -> Example:
 def inline_commands(text: str) -> list[Example]:
     examples, in_fence = [], False
     for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             in_fence = not in_fence
         elif not in_fence:
             examples += [Example("inline", command, "", number) for command in re.findall(r"`(curl [^`]+)`", line)]
@@ -360,7 +362,7 @@ def test_every_command_in_the_readme_is_checked():
     ]
     in_fence = False
     for number, line in enumerate(text.splitlines(), start=1):
-        in_fence = not in_fence if line.startswith("```") else in_fence
+        in_fence = not in_fence if line.lstrip().startswith("```") else in_fence
         if not in_fence and line.startswith("    ") and ("curl " in line or HOST in line):
             unchecked.append(f"line {number}: indented code block")
     assert unchecked == []
