@@ -16,6 +16,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from service.jsonio import json_response
+from service.schemas import ErrorBody, ErrorDetail
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _snake_case(name: str) -> str:
 
 
 def error_response(status: int, code: str, message: str) -> Response:
-    return json_response({"error": {"code": code, "message": message}}, status)
+    return json_response(ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump(), status)
 
 
 def register_error_handlers(app: Flask) -> None:

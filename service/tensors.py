@@ -128,7 +128,8 @@ def from_npy(data: bytes, image: ImageSpec | None) -> np.ndarray:
                 "send float32 (or uint8 pixels for image inputs)"
             ) from None
         raise MalformedRequest(f"the body is a damaged .npy array: {exc}") from None
-    except (OSError, EOFError, TypeError) as exc:
+    # MemoryError: a header that claims a huge shape makes numpy allocate it before reading.
+    except (OSError, EOFError, TypeError, MemoryError) as exc:
         raise MalformedRequest(f"the body is a damaged .npy array: {exc}") from None
     if array.dtype == np.uint8:
         if image is None:

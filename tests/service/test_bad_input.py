@@ -23,6 +23,19 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def npy_claiming(shape: tuple[int, ...]) -> bytes:
+    """A .npy header claiming ``shape``, followed by almost no data."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode().ljust(117) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(12)
+
+
+def float_image(value: float) -> bytes:
+    """A 32-bit float TIFF with one stroke of ``value``."""
+    pixels = np.zeros((32, 32), np.float32)
+    pixels[8:24, 14:18] = value
+    return encode(Image.fromarray(pixels, "F"), "TIFF")
+
+
 def bomb() -> bytes:
     """A tiny PNG that decodes to 400 megapixels."""
     return encode(Image.new("1", (20_000, 20_000), 1), optimize=True)
@@ -97,6 +110,8 @@ CASES = [
     ("unacceptable Accept", "post", LINEAR, {"json": {"inputs": [[1, 2, 3]]}, "headers": {"Accept": "text/csv"}},
      406, "not_acceptable", "Accept: text/csv allows neither answer this endpoint gives: application/json or "
      "application/x-npy"),
+    ("npy claiming 12 TB", "post", LINEAR, {"data": npy_claiming((10**12, 3)), "content_type": "application/x-npy"},
+     400, "malformed_request", ".npy"),
     ("npy wrong shape", "post", DIGITS,
      {"data": npy(np.ones((2, 28, 28), np.uint8)), "content_type": "application/x-npy"}, 422, "invalid_input", "shape"),
     # /predict
@@ -106,6 +121,10 @@ CASES = [
      "invalid_image", "truncated"),
     ("decompression bomb", "post", "/predict", {"data": bomb(), "content_type": "image/png"}, 422, "invalid_image",
      "too many pixels"),
+    ("float image with NaN", "post", "/predict", {"data": float_image(float("nan")), "content_type": "image/tiff"},
+     422, "invalid_image", "NaN"),
+    ("float image with infinity", "post", "/predict", {"data": float_image(float("inf")), "content_type": "image/tiff"},
+     422, "invalid_image", "infinite"),
     ("blank image", "post", "/predict", {"data": encode(Image.new("RGB", (64, 64), "white")),
                                           "content_type": "image/png"}, 422, "no_ink", "no ink"),
     ("empty raw body", "post", "/predict", {"data": b"", "content_type": "image/png"}, 400, "malformed_request",
