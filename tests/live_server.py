@@ -1,7 +1,7 @@
 """Real gunicorn for tests: ``python -m gunicorn -c gunicorn.conf.py "service:create_app()"`` on a free
 loopback port, waited for until every worker is ready, always stopped with SIGTERM (then SIGKILL).
 
-Shared by tests/e2e and tests/test_readme_examples.py (tests/conftest.py holds the session-wide
+Shared by tests/e2e, tests/browser and tests/test_readme_examples.py (tests/conftest.py holds the session-wide
 server they share); imported by path like service_fixtures, not as a package.
 """
 
@@ -83,8 +83,11 @@ def gunicorn_environment(repository: Path, port: int, **environment: str) -> dic
 
 
 @contextlib.contextmanager
-def gunicorn(repository: Path, workdir: Path, **environment: str) -> Iterator[Server]:
-    """Start gunicorn on ``repository``, wait for /readyz, and always stop it."""
+def gunicorn(repository: Path, workdir: Path, ready_status: int = 200, **environment: str) -> Iterator[Server]:
+    """Start gunicorn on ``repository``, wait until /readyz answers ``ready_status``, and always stop it.
+
+    ``ready_status=503`` waits for a server that is up but, by design, not ready (a broken repository).
+    """
     port = free_port()
     log_path = workdir / f"gunicorn-{port}.log"
     env = gunicorn_environment(repository, port, **environment)
@@ -99,7 +102,7 @@ def gunicorn(repository: Path, workdir: Path, **environment: str) -> Iterator[Se
     server = Server(f"http://127.0.0.1:{port}", process, log_path, repository)
     try:
         wait_until(
-            lambda: requests.get(f"{server.url}/readyz", timeout=ATTEMPT_TIMEOUT_SECONDS).status_code == 200,
+            lambda: requests.get(f"{server.url}/readyz", timeout=ATTEMPT_TIMEOUT_SECONDS).status_code == ready_status,
             process, log_path, "gunicorn not ready",
         )  # fmt: skip
         yield server
