@@ -93,6 +93,9 @@ def decode_base64(text: str, where: str) -> bytes:
 
 
 def unsupported(accepted: list[str]) -> UnsupportedMediaType:
+    hint = ""
+    if request.mimetype == "application/x-www-form-urlencoded" and "application/json" in accepted:
+        hint = " (what curl -d sends: add -H 'Content-Type: application/json')"
     return UnsupportedMediaType(
-        f"Content-Type {request.mimetype!r} is not accepted here; use one of {', '.join(accepted)}"
+        f"Content-Type {request.mimetype!r} is not accepted here{hint}; use one of {', '.join(accepted)}"
     )

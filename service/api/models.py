@@ -8,7 +8,8 @@ Inputs: for a model with one input, ``"inputs"`` is a nested list (a batch, or o
 the batch axis left out, answered the same way); with several inputs, an object by input name.
 Outputs mirror that: a nested list for one output, an object by output name otherwise.
 ``Content-Type: application/x-npy`` sends one input as a .npy array (float32, or uint8 pixels
-0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy.
+0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy, and an
+``Accept`` that allows neither JSON nor .npy is answered 406.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from service.tensors import fit_to_spec, from_json, from_npy
 
 blueprint = Blueprint("models", __name__)
 
+JSON = "application/json"
 NPY = "application/x-npy"
 
 
@@ -69,7 +71,7 @@ def _summary(state: ModelState) -> ModelSummary:
 def predict_numbers(name: str):
     model = registry().get(name)
     g.model, g.version = model.name, model.number
-    wants_npy = _wants_npy()
+    wants_npy = _answer_type() == NPY
     if wants_npy and len(model.manifest.outputs) != 1:
         raise NotAcceptable(f"{NPY} answers carry one array; model {name!r} has several outputs")
     inputs = _read_inputs(model)
@@ -94,9 +96,9 @@ def _read_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
     if request.mimetype == NPY:
         if len(specs) != 1:
             raise InvalidInput(f"a {NPY} body carries one array; model {model.name!r} has {len(specs)} inputs")
-        return {specs[0].name: from_npy(request.get_data(), image_input=specs[0].image is not None)}
+        return {specs[0].name: from_npy(request.get_data(), specs[0].image)}
     if not bodies.is_json_request():
-        raise bodies.unsupported(["application/json", NPY])
+        raise bodies.unsupported([JSON, NPY])
     inputs = bodies.parse(NumbersRequest, bodies.json_body()).inputs
     if len(specs) == 1:
         return {specs[0].name: from_json(inputs, "inputs")}
@@ -106,6 +108,11 @@ def _read_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
     return {spec.name: from_json(inputs[spec.name], f"inputs.{spec.name}") for spec in specs}
 
 
-def _wants_npy() -> bool:
-    accept = request.accept_mimetypes
-    return accept.quality(NPY) > accept.quality("application/json")
+def _answer_type() -> str:
+    """JSON, or .npy when the client prefers it; 406 when its Accept allows neither."""
+    answer = request.accept_mimetypes.best_match([JSON, NPY]) if request.headers.get("Accept") else JSON
+    if answer is None:
+        raise NotAcceptable(
+            f"Accept: {request.headers['Accept']} allows neither answer this endpoint gives: {JSON} or {NPY}"
+        )
+    return answer

@@ -270,7 +270,7 @@ def _array(entry: V2InputTensor, blob: memoryview | None, spec: TensorSpec) -> n
                 raise InvalidInput(f"{where}: UINT8 data must be whole numbers 0..255")
             values = values.astype(np.uint8)
         array = values.reshape(shape)
-    return from_array(array, image_input=spec.image is not None, where=where)
+    return from_array(array, spec.image, where=where)
 
 
 def _requested_outputs(

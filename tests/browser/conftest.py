@@ -1,4 +1,4 @@
-"""Fixtures: gunicorn on 127.0.0.1 with the committed models, headless chromium, recorded pages."""
+"""Fixtures: the session's gunicorn (tests/conftest.py), headless chromium, recorded pages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser_fixtures import CHROMIUM, CHROMIUM_ARGS, COMMITTED_MODELS, LOOPBACK, Recorded, gunicorn
+from browser_fixtures import CHROMIUM, CHROMIUM_ARGS, LOOPBACK, Recorded
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 
 
@@ -17,9 +17,8 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(workdir) -> Iterator[str]:
-    with gunicorn(COMMITTED_MODELS, workdir) as url:
-        yield url
+def server(live_server) -> str:
+    return live_server.url
 
 
 @pytest.fixture(scope="session")

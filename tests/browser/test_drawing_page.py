@@ -17,7 +17,8 @@ import shutil
 import statistics
 from urllib.parse import urlsplit
 
-from browser_fixtures import COMMITTED_MODELS, LOOPBACK, Recorded, gunicorn
+from browser_fixtures import LOOPBACK, Recorded
+from live_server import COMMITTED_MODELS, gunicorn
 from playwright.sync_api import Page, expect
 
 Stroke = list[tuple[float, float]]
@@ -228,8 +229,8 @@ def test_a_service_without_a_loadable_model_says_it_is_not_ready(page: Page, wor
     shutil.copytree(COMMITTED_MODELS / "mnist_mlp", broken / "mnist_mlp", ignore=shutil.ignore_patterns(".tmp-*"))
     for graph in broken.glob("mnist_mlp/*/model.onnx"):
         graph.write_bytes(graph.read_bytes() + b"corrupt")  # no longer matches its sha256
-    with gunicorn(broken, workdir) as url:
-        open_page(page, url + "/")
+    with gunicorn(broken, workdir, ready_status=503) as broken_server:
+        open_page(page, broken_server.url + "/")
         message = page.get_by_test_id("message")
         expect(message).to_contain_text("not ready")
         draw(page, DIGITS["7"])

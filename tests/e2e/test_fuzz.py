@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from test_gunicorn import COMMITTED_MODELS, IMAGE_MODEL, gunicorn
+from live_server import COMMITTED_MODELS, IMAGE_MODEL
 
 from service.api.openapi import OPERATIONS
 from service.manifest import TensorSpec, read_manifest
@@ -51,14 +51,17 @@ def worker_pids(master: int) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with gunicorn(COMMITTED_MODELS, tmp_path_factory.mktemp("fuzz")) as running:
-        workers = worker_pids(running.process.pid)
-        assert len(workers) == 2
-        yield running
-        assert worker_pids(running.process.pid) == workers, "a worker died or was replaced while fuzzing"
-        for symptom in ("Traceback", "WORKER TIMEOUT", "SIGKILL", "SIGSEGV", "unhandled error"):
-            assert symptom not in running.log_path.read_text(), running.log_path.read_text()[-3000:]
+def server(live_server):
+    """The session's gunicorn (tests/conftest.py); fuzzing changes no state
+    (it never has the admin token, so /admin/refresh only ever answers 401)."""
+    workers = worker_pids(live_server.process.pid)
+    assert len(workers) == 2
+    log_before = len(live_server.log_path.read_text())
+    yield live_server
+    assert worker_pids(live_server.process.pid) == workers, "a worker died or was replaced while fuzzing"
+    log = live_server.log_path.read_text()[log_before:]
+    for symptom in ("Traceback", "WORKER TIMEOUT", "SIGKILL", "SIGSEGV", "unhandled error"):
+        assert symptom not in log, log[-3000:]
 
 
 @pytest.fixture(scope="module")

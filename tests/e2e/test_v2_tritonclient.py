@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import requests
-from test_gunicorn import COMMITTED_MODELS, IMAGE_MODEL, Server, gunicorn
+from live_server import COMMITTED_MODELS, IMAGE_MODEL, Server
 
 from service.manifest import read_manifest
 
@@ -36,10 +35,8 @@ BATCH = 500
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    # Served in place: these tests only read the repository.
-    with gunicorn(COMMITTED_MODELS, tmp_path_factory.mktemp("v2")) as running:
-        yield running
+def server(live_server) -> Server:
+    return live_server  # the session's gunicorn (tests/conftest.py): these tests only read
 
 
 @pytest.fixture(scope="module")
