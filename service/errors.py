@@ -4,6 +4,8 @@ The inference core (imaging, tensors, runtime, registry) raises ``ServiceError``
 carry an HTTP-independent ``status`` and ``code``; ``register_error_handlers`` renders them, and
 Flask's own ``HTTPException`` (404, 405, 413, ...), as ``{"error": {"code": ..., "message": ...}}``,
 with messages that name the path tried, the methods allowed, or the limit and its variable.
+Under /v2, where the service speaks the Open Inference Protocol, every error (an unknown path and
+a wrong method too) takes that protocol's form instead, ``{"error": "<message>"}``.
 Anything else is a bug: it is logged with its traceback and answered with a bare JSON 500.
 """
 
@@ -16,9 +18,11 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from service.jsonio import json_response
-from service.schemas import ErrorBody, ErrorDetail
+from service.schemas import ErrorBody, ErrorDetail, V2Error
 
 log = logging.getLogger(__name__)
+
+V2_PREFIX = "/v2"
 
 
 class ServiceError(Exception):
@@ -151,6 +155,10 @@ def _snake_case(name: str) -> str:
 
 
 def error_response(status: int, code: str, message: str) -> Response:
+    """The error in the form the request's protocol uses: the service's own, or V2's under /v2."""
+    if request.path == V2_PREFIX or request.path.startswith(V2_PREFIX + "/"):
+        # The protocol has no codes, and its 400 is also the service's 422 ("the model cannot take this").
+        return json_response(V2Error(error=message).model_dump(), 400 if status == 422 else status)
     return json_response(ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump(), status)
 
 

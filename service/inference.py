@@ -5,7 +5,7 @@ one result per image (label, its probability, every label's probability, model, 
 request the prepared picture and an occlusion map, see ``service.explanation``).
 ``predict``: named float32 arrays checked by ``tensors`` -> the session -> named outputs.
 The HTTP blueprints in ``service.api`` only parse requests into these calls and render the
-results; another protocol (e.g. Open Inference Protocol v2) would be a similar thin layer.
+results; the Open Inference Protocol (``service.api.v2``) is another such thin layer.
 """
 
 from __future__ import annotations

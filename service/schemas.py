@@ -3,7 +3,9 @@ rendered with them, and GET /openapi.json is built from them (service/api/openap
 three cannot drift apart.
 
 Request models are strict and closed: an unknown key or a wrong type is an error, which
-``service.api.bodies.parse`` turns into the service's own 4xx naming the key.  The numbers of a
+``service.api.bodies.parse`` turns into the service's own 4xx naming the key.  The Open Inference
+Protocol's (``V2...``, validated by ``service.api.v2``) are strict but open, as that protocol's
+clients expect: keys they add are ignored.  The numbers of a
 tensor are not validated number by number here: ``SkipValidation`` keeps their schema in the
 document while ``service.tensors`` checks them (shape, type, finiteness) in one numpy call, with
 messages that name the offending position.  Response models are closed too, so that a field the
@@ -194,3 +196,148 @@ class ErrorBody(_Closed):
     """Every error the service's own endpoints answer."""
 
     error: ErrorDetail
+
+
+# --- the Open Inference Protocol (KServe V2), service/api/v2.py ---
+
+
+class V2Request(BaseModel):
+    """Strict like the service's own requests, but open: keys this server does not use are
+    ignored, as MLServer does, since the protocol's clients may send more than the spec lists."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class V2Parameters(V2Request):
+    # The protocol lets any parameter through; service.api.v2 refuses the extensions' it lacks.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+def _accepted_datatype(value: object) -> object:
+    # The service's error message, not pydantic's: it names what to send instead.
+    if value not in ("FP32", "UINT8"):
+        raise PydanticCustomError(
+            "datatype", "datatype {datatype} is not accepted; send FP32 (or UINT8 pixels 0..255 for an image input)",
+            {"datatype": repr(value)},
+        )
+    return value
+
+
+def _a_list(value: object) -> object:
+    if not isinstance(value, list):
+        raise PydanticCustomError("list_type", "Input should be a valid list")
+    return value
+
+
+V2InputDatatype = Annotated[Literal["FP32", "UINT8"], BeforeValidator(_accepted_datatype)]
+# FP32 is every tensor a manifest can declare (TensorSpec.dtype).
+V2Datatype = Annotated[Literal["FP32"], Field(description="the tensor's datatype in the protocol's names")]
+# Checked number by number in service.tensors, like Tensors above; only its being a list is checked here.
+V2TensorData = Annotated[
+    SkipValidation[list[Tensor]], BeforeValidator(_a_list),
+    Field(description="the values in row-major order, flat or nested"),
+]
+
+
+class V2InferParameters(V2Parameters):
+    binary_data_output: bool = Field(
+        False, description="answer every output not asked for otherwise as binary tensor data"
+    )
+
+
+class V2InputParameters(V2Parameters):
+    binary_data_size: int | None = Field(
+        None, ge=0, description="the tensor is this many raw bytes after the JSON header (binary tensor data "
+        'extension), instead of "data"',
+    )
+
+
+class V2OutputParameters(V2Parameters):
+    binary_data: bool | None = Field(
+        None, description="this output as binary tensor data (default: binary_data_output)"
+    )
+
+
+class V2InputTensor(V2Request):
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]] = Field(description="the tensor's shape, the batch axis first")
+    datatype: V2InputDatatype = Field(description="FP32, or UINT8 pixels 0..255 for an image input")
+    parameters: V2InputParameters = Field(default_factory=V2InputParameters)
+    data: V2TensorData | None = None
+
+
+class V2RequestedOutput(V2Request):
+    name: str
+    parameters: V2OutputParameters = Field(default_factory=V2OutputParameters)
+
+
+class V2InferenceRequest(V2Request):
+    """An inference request: its JSON form, or the JSON header of a binary one."""
+
+    id: str | None = Field(None, description="echoed in the response")
+    parameters: V2InferParameters = Field(default_factory=V2InferParameters)
+    inputs: list[V2InputTensor] = Field(min_length=1)
+    outputs: list[V2RequestedOutput] | None = Field(None, description="the outputs wanted (default: all)")
+
+
+class V2BinaryData(_Closed):
+    binary_data_size: int = Field(description="the output's raw bytes after the JSON header")
+
+
+class V2OutputTensor(_Closed):
+    name: str
+    datatype: V2Datatype
+    shape: list[int]
+    # One of the two: binary tensor data, or the values.
+    parameters: V2BinaryData | None = Field(None, exclude_if=lambda value: value is None)
+    data: SkipValidation[list[float]] | None = Field(
+        None, exclude_if=lambda value: value is None, description="the values in row-major order, flat"
+    )
+
+
+class V2InferenceResponse(_Closed):
+    """An inference response: its JSON form, or the JSON header of a binary one."""
+
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, exclude_if=lambda value: value is None)
+    outputs: list[V2OutputTensor]
+
+
+class V2ServerMetadata(_Closed):
+    name: str
+    version: str
+    extensions: list[str] = Field(description="the protocol's extensions this server supports")
+
+
+class V2TensorMetadata(_Closed):
+    name: str
+    datatype: V2Datatype
+    shape: list[int] = Field(description="-1 for an axis of any size (the batch axis)")
+
+
+class V2ModelMetadata(_Closed):
+    name: str
+    versions: list[str] = Field(description="the version served: the only one that answers")
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2ServerLive(_Closed):
+    live: Literal[True]
+
+
+class V2ServerReady(_Closed):
+    ready: Literal[True] = Field(description="always true: not ready answers 400 with an error")
+
+
+class V2ModelReady(_Closed):
+    name: str
+    ready: Literal[True] = Field(description="always true: not ready answers 400 with an error")
+
+
+class V2Error(_Closed):
+    """Every error under /v2, in the protocol's form."""
+
+    error: str

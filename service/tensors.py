@@ -2,10 +2,11 @@
 
 JSON numbers arrive as nested Python lists that may hold anything: null, strings, booleans,
 objects, ragged rows, numbers too large for float32.  ``from_json`` walks them once and names
-the first offending position; ``from_npy`` reads the compact binary form.  ``fit_to_spec`` then
-checks the shape against the manifest (batch axis -1 free, the other axes fixed), the pixel
-values of an image input against its declared range, and adds the batch axis to a single
-unbatched sample.  Nothing here knows HTTP.
+the first offending position; ``from_npy`` reads the compact binary form, and ``from_array`` is
+its dtype rule (float32, or uint8 pixels for image inputs) for any protocol's binary arrays.
+``fit_to_spec`` then checks the shape against the manifest (batch axis -1 free, the other axes
+fixed), the pixel values of an image input against its declared range, and adds the batch axis to
+a single unbatched sample.  Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -131,15 +132,20 @@ def from_npy(data: bytes, image: ImageSpec | None) -> np.ndarray:
     # MemoryError: a header that claims a huge shape makes numpy allocate it before reading.
     except (OSError, EOFError, TypeError, MemoryError) as exc:
         raise MalformedRequest(f"the body is a damaged .npy array: {exc}") from None
+    return from_array(array, image)
+
+
+def from_array(array: np.ndarray, image: ImageSpec | None, where: str = "the array") -> np.ndarray:
+    """A binary array (float32, or uint8 pixels 0..255 for image inputs) -> checked float32."""
     if array.dtype == np.uint8:
         if image is None:
-            raise InvalidInput("uint8 arrays are accepted only for image inputs (pixels 0..255)")
+            raise InvalidInput(f"{where}: uint8 is accepted only for image inputs (pixels 0..255)")
         return scale_pixels(array.astype(np.float32) / 255.0, image)
     if array.dtype != np.float32:
-        raise InvalidInput(f"the array's dtype is {array.dtype}; send float32 (or uint8 pixels for image inputs)")
+        raise InvalidInput(f"{where} has dtype {array.dtype}; send float32 (or uint8 pixels for image inputs)")
     if array.size == 0:
-        raise InvalidInput(f"the array is empty (shape {list(array.shape)})")
-    return _finite_float32(array, "the array")
+        raise InvalidInput(f"{where} is empty (shape {list(array.shape)})")
+    return _finite_float32(array, where)
 
 
 def scale_pixels(unit: np.ndarray, image: ImageSpec) -> np.ndarray:
@@ -165,20 +171,18 @@ class Batch:
     unbatched: bool
 
 
-def fit_to_spec(array: np.ndarray, spec: TensorSpec, max_batch_size: int) -> Batch:
-    """Check ``array`` against the input's shape; a single sample may omit the batch axis."""
+def fit_to_spec(array: np.ndarray, spec: TensorSpec, max_batch_size: int, allow_unbatched: bool = True) -> Batch:
+    """Check ``array`` against the input's shape; a single sample may omit the batch axis if allowed."""
     sample_shape = spec.shape[1:]
     received = list(array.shape)
-    unbatched = array.ndim == len(sample_shape)
+    unbatched = allow_unbatched and array.ndim == len(sample_shape)
     if unbatched:
         array = array[np.newaxis]
     if array.ndim != len(spec.shape) or any(
         expected != -1 and actual != expected for actual, expected in zip(array.shape[1:], sample_shape)
     ):
-        raise InvalidInput(
-            f"input {spec.name!r} must have shape {spec.shape} (-1 = any size; the batch axis may be "
-            f"left out for one sample), got {received}"
-        )
+        hint = "; the batch axis may be left out for one sample" if allow_unbatched else ""
+        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape} (-1 = any size{hint}), got {received}")
     if array.shape[0] == 0:
         raise InvalidInput(f"input {spec.name!r} has an empty batch")
     if array.shape[0] > max_batch_size:

@@ -23,6 +23,7 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_MODELS = REPO_ROOT / "models"
+IMAGE_MODEL = "mnist_mlp"  # the committed image model the live tests draw digits for
 # A loaded 2-core machine can take tens of seconds to import onnxruntime and load seven models
 # in two workers: the deadline is generous, and every attempt may be refused or time out.
 READY_DEADLINE_SECONDS = 180

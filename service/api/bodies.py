@@ -30,7 +30,11 @@ def _refuse_constant(name: str) -> Any:
 
 
 def json_body() -> Any:
-    data = request.get_data()  # raises 413 when over MAX_CONTENT_LENGTH, before reading
+    return parse_json(request.get_data())  # get_data raises 413 when over MAX_CONTENT_LENGTH, before reading
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON bytes -> a value; NaN and Infinity refused (they are not JSON, and not numbers to run)."""
     if not data.strip():
         raise MalformedRequest("the request body is empty; expected a JSON object")
     try:

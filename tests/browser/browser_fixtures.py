@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -34,3 +37,18 @@ class Recorded:
     page_errors: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+
+
+def check_clean(recorded: Recorded, allowed_errors: tuple[str, ...] = ()) -> None:
+    unexpected = [error for error in recorded.console_errors if not any(a in error for a in allowed_errors)]
+    assert unexpected == [], unexpected
+    assert recorded.page_errors == []
+    assert recorded.refused == []
+    off_loopback = [url for url in recorded.requests if not url.startswith("data:") and urlsplit(url).hostname != LOOPBACK]
+    assert off_loopback == []
+
+
+def open_page(page: Page, url: str) -> None:
+    response = page.goto(url)
+    assert response is not None and response.status == 200
+    assert response.headers["content-type"].startswith("text/html")

@@ -17,7 +17,7 @@ import shutil
 import statistics
 from urllib.parse import urlsplit
 
-from browser_fixtures import LOOPBACK, Recorded
+from browser_fixtures import Recorded, check_clean, open_page
 from live_server import COMMITTED_MODELS, gunicorn
 from playwright.sync_api import Page, expect
 
@@ -111,21 +111,6 @@ def draw_by_touch(page: Page, strokes: list[Stroke]) -> None:
 def wait_for_answer(page: Page) -> str:
     page.wait_for_function(ANSWERED, timeout=20_000)
     return page.get_by_test_id("prediction").text_content()
-
-
-def check_clean(recorded: Recorded, allowed_errors: tuple[str, ...] = ()) -> None:
-    unexpected = [error for error in recorded.console_errors if not any(a in error for a in allowed_errors)]
-    assert unexpected == [], unexpected
-    assert recorded.page_errors == []
-    assert recorded.refused == []
-    off_loopback = [url for url in recorded.requests if not url.startswith("data:") and urlsplit(url).hostname != LOOPBACK]
-    assert off_loopback == []
-
-
-def open_page(page: Page, url: str) -> None:
-    response = page.goto(url)
-    assert response is not None and response.status == 200
-    assert response.headers["content-type"].startswith("text/html")
 
 
 def test_drawn_digits_are_recognised_and_explained(page: Page, server: str, recorded: Recorded, request):

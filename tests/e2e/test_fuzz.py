@@ -2,7 +2,8 @@
 
 Every operation gets requests generated from the document (valid ones, and for operations that
 take a body, invalid ones too); POST /predict also gets corrupted and odd pictures from
-``odd_images`` below, raw, in forms and as base64 JSON.  Each answer must be no 5xx and must
+``odd_images`` below, raw, in forms and as base64 JSON, POST /models/<name>/predict odd .npy
+arrays, and POST /v2/models/<name>/infer odd tensors for the models' real inputs.  Each answer must be no 5xx and must
 conform to the document (schemathesis' not_a_server_error and response_schema_conformance), and
 the same gunicorn workers must be alive at the end: nothing crashed or timed out a worker.
 Generation is derandomized, so a run is the same every time, and bounded (EXAMPLES per operation
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import math
 import re
 import struct
 import zlib
@@ -29,9 +32,10 @@ from PIL import Image, ImageDraw
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from test_gunicorn import COMMITTED_MODELS, IMAGE_MODEL, gunicorn
+from live_server import COMMITTED_MODELS, IMAGE_MODEL
 
 from service.api.openapi import OPERATIONS
+from service.manifest import TensorSpec, read_manifest
 
 EXAMPLES = 50
 CHECKS = [not_a_server_error, response_schema_conformance]
@@ -47,14 +51,17 @@ def worker_pids(master: int) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with gunicorn(COMMITTED_MODELS, tmp_path_factory.mktemp("fuzz")) as running:
-        workers = worker_pids(running.process.pid)
-        assert len(workers) == 2
-        yield running
-        assert worker_pids(running.process.pid) == workers, "a worker died or was replaced while fuzzing"
-        for symptom in ("Traceback", "WORKER TIMEOUT", "SIGKILL", "SIGSEGV", "unhandled error"):
-            assert symptom not in running.log_path.read_text(), running.log_path.read_text()[-3000:]
+def server(live_server):
+    """The session's gunicorn (tests/conftest.py); fuzzing changes no state
+    (it never has the admin token, so /admin/refresh only ever answers 401)."""
+    workers = worker_pids(live_server.process.pid)
+    assert len(workers) == 2
+    log_before = len(live_server.log_path.read_text())
+    yield live_server
+    assert worker_pids(live_server.process.pid) == workers, "a worker died or was replaced while fuzzing"
+    log = live_server.log_path.read_text()[log_before:]
+    for symptom in ("Traceback", "WORKER TIMEOUT", "SIGKILL", "SIGSEGV", "unhandled error"):
+        assert symptom not in log, log[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +88,17 @@ CASES = [(op, GenerationMode.POSITIVE) for op in OPERATIONS if not op.bearer] + 
 @pytest.mark.parametrize(("operation", "mode"), CASES, ids=[f"{op.method} {op.rule} {mode.value}" for op, mode in CASES])
 def test_every_operation_answers_as_documented(api, server, tally, operation, mode):
     endpoint = api[path_of(operation.rule)][operation.method]
-    # Known model names as well as generated ones, so that requests reach the models.
+    # Known model names and versions as well as generated ones, so that requests reach the models.
     names = st.sampled_from([IMAGE_MODEL, "linear_projection", "sigmoid_mlp"]) | st.text(max_size=12)
+    versions = st.just("1") | st.text(max_size=4)
 
     @FUZZ_SETTINGS
-    @given(case=endpoint.as_strategy(generation_mode=mode), name=names)
-    def fuzz(case, name):
+    @given(case=endpoint.as_strategy(generation_mode=mode), name=names, version=versions)
+    def fuzz(case, name, version):
         if "name" in case.path_parameters:
             case.path_parameters["name"] = name
+        if "version" in case.path_parameters:
+            case.path_parameters["version"] = version
         response = case.call_and_validate(checks=CHECKS, timeout=30)
         tally[f"{operation.method} {operation.rule} {response.status_code}"] += 1
 
@@ -224,6 +234,80 @@ def test_odd_arrays_get_documented_answers(api, server, tally):
                              path_parameters={"name": name}, headers={"Accept": accept})
         response = case.call_and_validate(checks=CHECKS, timeout=30)
         tally[f"odd arrays {response.status_code}"] += 1
+
+    fuzz()
+
+
+# --- odd tensors for POST /v2/models/<name>/infer ---
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+ODD_DATATYPES = ["UINT8", "FP64", "INT64", "BYTES", "BOOL", "fp32", ""]
+MAX_VALUES = 10_000
+ODD_VALUES = [-1.0, 256.0, 0.5, float("nan"), float("inf"), -float("inf"), 3e38, 1e39, 2**70]
+
+
+def signature(name: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    manifest = read_manifest(next((COMMITTED_MODELS / name).glob("*/manifest.json")))
+    return manifest.inputs, manifest.outputs
+
+
+@st.composite
+def odd_tensors(draw, name: str) -> tuple[bytes, dict[str, str]]:
+    """(body, headers): a V2 request for the model's real inputs, JSON or binary, with one thing odd
+    about it (or nothing): its shape, datatype, values, value count, binary size, header length, outputs."""
+    inputs, outputs = signature(name)
+    odd = draw(st.sampled_from(
+        ["nothing", "nothing", "shape", "datatype", "values", "count", "size", "length", "outputs"]
+    ))
+    near = st.sampled_from([-1, 1])
+    entries, blobs = [], []
+    for spec in inputs:
+        shape = [draw(st.integers(1, 3)), *spec.shape[1:]]
+        if odd == "shape":
+            axes = st.sampled_from([0, 1, 3, 784, 2**31, 2**63, 10**30])  # empty and huge ones too
+            shape = draw(st.sampled_from([shape[1:], [0, *shape[1:]], [*shape, 1]]) | st.lists(axes, max_size=9))
+        datatype = draw(st.sampled_from(ODD_DATATYPES)) if odd == "datatype" else "FP32"
+        dtype = {"UINT8": "u1", "FP64": "<f8", "INT64": "<i8", "BOOL": "?"}.get(datatype, "<f4")
+        count = max(0, math.prod(shape) + (draw(near) if odd == "count" else 0))
+        if count > MAX_VALUES:  # a huge shape: what matters is the one claimed, not values that fill it
+            count = draw(st.integers(0, 8))
+        value = draw(st.sampled_from(ODD_VALUES if odd == "values" else [0.0, 0.25, 1.0]))
+        with np.errstate(all="ignore"):  # casting NaN or 2**70 to integers is part of the point
+            values = np.full(count, value).astype(dtype)
+        entry = {"name": spec.name, "shape": shape, "datatype": datatype}
+        if draw(st.booleans()):
+            data = values.tobytes()
+            entry["parameters"] = {"binary_data_size": max(0, len(data) + (4 * draw(near) if odd == "size" else 0))}
+            blobs.append(data)
+        else:
+            nested = 0 < count == math.prod(shape) and draw(st.booleans())
+            entry["data"] = values.reshape(shape).tolist() if nested else values.tolist()
+        entries.append(entry)
+    header = {"inputs": entries, "parameters": {"binary_data_output": draw(st.booleans())}}
+    if odd == "outputs" or draw(st.booleans()):
+        names = [spec.name for spec in outputs]
+        header["outputs"] = [
+            {"name": draw(st.sampled_from([*names, "nope"]) if odd == "outputs" else st.sampled_from(names)),
+             "parameters": {"binary_data": draw(st.booleans() | st.sampled_from([None, 1, "yes"]) if odd == "outputs"
+                                                else st.booleans())}}
+            for _ in names
+        ]
+    head = json.dumps(header).encode()  # NaN and Infinity are written as such, and must be refused
+    length = len(head) + (draw(near) if odd == "length" else 0)
+    return head + b"".join(blobs), {HEADER_LENGTH: str(length)} if blobs else {}
+
+
+def test_odd_tensors_get_documented_answers(api, server, tally):
+    endpoint = api["/v2/models/{name}/infer"]["POST"]
+
+    @settings(FUZZ_SETTINGS, max_examples=4 * EXAMPLES)
+    @given(name=st.sampled_from(sorted(FITS)), data=st.data())
+    def fuzz(name, data):
+        body, headers = data.draw(odd_tensors(name))
+        case = endpoint.Case(media_type="application/octet-stream", body=body, path_parameters={"name": name},
+                             headers=headers)
+        response = case.call_and_validate(checks=CHECKS, timeout=30)
+        tally[f"odd tensors {response.status_code}"] += 1
 
     fuzz()
 

@@ -23,13 +23,12 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "service"))
 from live_server import (  # noqa: E402
-    COMMITTED_MODELS, REPO_ROOT, free_port, gunicorn, gunicorn_environment, stop, wait_until,
+    COMMITTED_MODELS, IMAGE_MODEL, REPO_ROOT, free_port, gunicorn, gunicorn_environment, stop, wait_until,
 )  # fmt: skip
 from service_fixtures import draw_digit, encode, metric_value  # noqa: E402
 
 from service.manifest import MANIFEST_FILENAME, read_manifest  # noqa: E402
 
-IMAGE_MODEL = "mnist_mlp"
 # Generous: a loaded 2-core machine is slow, and a timeout here would be a false alarm.
 TIMEOUT = 30
 

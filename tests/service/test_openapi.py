@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 
 import numpy as np
@@ -18,6 +19,16 @@ from service.api.openapi import OPERATIONS
 
 PNG = encode(draw_digit("7"))
 B64 = base64.b64encode(PNG).decode()
+
+
+V2_ROWS = {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}
+V2_JSON = {"inputs": [V2_ROWS]}
+_V2_HEADER = json.dumps({
+    "inputs": [V2_ROWS | {"data": None, "parameters": {"binary_data_size": 12}}],
+    "parameters": {"binary_data_output": True},
+}).encode()
+V2_BINARY = _V2_HEADER + np.array([1, 2, 3], np.float32).tobytes()
+V2_FRAMED = {"Inference-Header-Content-Length": str(len(_V2_HEADER))}
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -96,6 +107,13 @@ def test_request_bodies_are_the_models_the_views_validate_with(admin_app):
     assert set(numbers["requestBody"]["content"]) == {"application/json", "application/x-npy"}
     assert set(numbers["responses"]["200"]["content"]) == {"application/json", "application/x-npy"}
     assert document["components"]["schemas"]["ImagesJson"]["additionalProperties"] is False
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    assert infer["requestBody"]["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/V2InferenceRequest"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }
+    assert set(infer["responses"]["200"]["content"]) == {"application/json", "application/octet-stream"}
+    assert infer["responses"]["400"] == {"$ref": "#/components/responses/v2_error400"}
 
 
 # (method, path in the document, URL, request kwargs): successes and failures of every operation.
@@ -133,6 +151,30 @@ EXCHANGES = [
     ("post", "/predict", "/predict?include=input,explanation", {"data": PNG, "content_type": "image/png"}),
     ("post", "/predict", "/predict", {"json": {"image": B64, "include": "input"}}),
     ("post", "/predict", "/predict", {"json": {"image": B64, "include": {"input": True}}}),
+    # The Open Inference Protocol, with its own error form.
+    ("get", "/v2/health/live", "/v2/health/live", {}),
+    ("get", "/v2/health/ready", "/v2/health/ready", {}),
+    ("get", "/v2", "/v2", {}),
+    ("get", "/v2", "/v2/", {}),
+    ("get", "/v2/models/{name}", f"/v2/models/{TABULAR_MODEL}", {}),
+    ("get", "/v2/models/{name}", "/v2/models/nope", {}),
+    ("get", "/v2/models/{name}/versions/{version}", f"/v2/models/{IMAGE_MODEL}/versions/1", {}),
+    ("get", "/v2/models/{name}/versions/{version}", f"/v2/models/{IMAGE_MODEL}/versions/2", {}),
+    ("get", "/v2/models/{name}/ready", f"/v2/models/{TABULAR_MODEL}/ready", {}),
+    ("get", "/v2/models/{name}/ready", "/v2/models/nope/ready", {}),
+    ("get", "/v2/models/{name}/versions/{version}/ready", f"/v2/models/{TABULAR_MODEL}/versions/1/ready", {}),
+    ("get", "/v2/models/{name}/versions/{version}/ready", f"/v2/models/{TABULAR_MODEL}/versions/0/ready", {}),
+    ("post", "/v2/models/{name}/infer", f"/v2/models/{TABULAR_MODEL}/infer", {"json": V2_JSON | {"id": "a"}}),
+    ("post", "/v2/models/{name}/infer", f"/v2/models/{TABULAR_MODEL}/infer", {"data": V2_BINARY, "headers": V2_FRAMED}),
+    ("post", "/v2/models/{name}/infer", f"/v2/models/{TABULAR_MODEL}/infer", {"json": {"inputs": "x"}}),
+    ("post", "/v2/models/{name}/infer", f"/v2/models/{TABULAR_MODEL}/infer",
+     {"json": V2_JSON, "headers": {"Content-Encoding": "gzip"}}),
+    ("post", "/v2/models/{name}/infer", f"/v2/models/{TABULAR_MODEL}/infer",
+     {"json": {"inputs": [V2_ROWS | {"shape": [1025, 3], "data": [0.5] * 3075}]}}),  # over MAX_BATCH_SIZE
+    ("post", "/v2/models/{name}/versions/{version}/infer", f"/v2/models/{TABULAR_MODEL}/versions/1/infer",
+     {"data": V2_BINARY, "headers": V2_FRAMED}),
+    ("post", "/v2/models/{name}/versions/{version}/infer", f"/v2/models/{TABULAR_MODEL}/versions/9/infer",
+     {"json": V2_JSON}),
 ]
 
 
@@ -159,6 +201,15 @@ def test_models_without_a_loadable_version_conform_too(make_app, repository):
     assert not_ready.status_code == 503
     conforms(document, "get", "/readyz", not_ready)
     conforms(document, "post", "/predict", client.post("/predict?model=broken", data=PNG, content_type="image/png"))
+    for method, path, url, status in (
+        ("get", "/v2/health/ready", "/v2/health/ready", 400),
+        ("get", "/v2/models/{name}", "/v2/models/broken", 503),
+        ("get", "/v2/models/{name}/ready", "/v2/models/broken/ready", 400),
+        ("post", "/v2/models/{name}/infer", "/v2/models/broken/infer", 503),
+    ):
+        response = getattr(client, method)(url, json=V2_JSON)
+        assert response.status_code == status
+        conforms(document, method, path, response)
 
 
 def test_a_response_field_the_document_does_not_describe_cannot_be_sent(client, monkeypatch):
