@@ -283,7 +283,7 @@ class Connection:
                 return trailers_end + 4 if trailers_end >= 0 else None
             following = line_end + 2 + size + 2
             if following - head.length > limit:
-                raise BadFraming(413, f"the body is larger than the limit of {limit} bytes")
+                raise BadFraming(413, f"the request body is longer than that; the limit is {limit} bytes (MAX_UPLOAD_BYTES)")
             if len(buffer) < following:
                 return None
             position = self.chunks_scanned = following
@@ -332,11 +332,15 @@ class ServingWorker(gthread.ThreadWorker):
         self.max_buffered = settings.max_buffered_bytes
         self.read_timeout = settings.request_read_timeout
         self.retry_after = settings.retry_after
+        self.keepalive = self.cfg.keepalive
         self.lane = Lane(max(1, self.cfg.threads), settings.max_queued_requests, settings.max_queue_wait)
-        # Imported after the fork: prometheus_client's per-process files belong to the worker.
+        # Imported after the fork: prometheus_client's per-process files belong to the worker,
+        # and the master stays free of Flask.
         from service import metrics
+        from service.errors import V2_PREFIX
 
         self.metrics = metrics
+        self.v2_prefix = V2_PREFIX
         self.poller = selectors.DefaultSelector()
         self.method_queue.init()
         base.Worker.init_process(self)  # loads the app, then calls run()
@@ -460,7 +464,7 @@ class ServingWorker(gthread.ThreadWorker):
                 return
         else:
             # An idle connection lives `keepalive` seconds (gunicorn's setting), then closes.
-            idle = self.cfg.keepalive if self.alive else min(self.cfg.keepalive, DRAIN_IDLE_LINGER)
+            idle = self.keepalive if self.alive else min(self.keepalive, DRAIN_IDLE_LINGER)
             conn.deadline = time.monotonic() + (idle or self.read_timeout)
         self.watch(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
 
@@ -494,7 +498,7 @@ class ServingWorker(gthread.ThreadWorker):
                 if end < 0:
                     if len(conn.buffer) >= MAX_HEAD:
                         self.refuse(conn, 431, "headers_too_large",
-                                    f"the request line and headers exceed {MAX_HEAD} bytes")
+                                    f"the request line and headers are longer than {MAX_HEAD} bytes")
                     return
                 conn.head = RequestHead.parse(bytes(conn.buffer[: end + 4]))
                 if self.early_answer(conn):
@@ -510,7 +514,8 @@ class ServingWorker(gthread.ThreadWorker):
         """Answer from the head alone when the body cannot help; 100 Continue when it can."""
         head = conn.head
         if head.content_length > self.max_body:
-            self.refuse(conn, 413, "too_large", f"the body is {head.content_length} bytes; the limit is {self.max_body}")
+            self.refuse(conn, 413, "too_large", f"the request body is {head.content_length} bytes; "
+                        f"the limit is {self.max_body} bytes (MAX_UPLOAD_BYTES)")
             return True
         # A chunked body's size is known only at its end: it reserves the largest allowed.
         need = head.length + (self.max_body if head.chunked else head.content_length)
@@ -681,13 +686,14 @@ class ServingWorker(gthread.ThreadWorker):
         head = conn.head
         skippable = not complete and head is not None and not head.chunked and status == 503
         keepalive = ((complete or skippable) and not head.wants_close and self.alive
-                     and self.cfg.keepalive > 0)
+                     and self.keepalive > 0)
         if not complete:
             if keepalive:
                 conn.skip = head.length + head.content_length - len(conn.buffer)
             conn.buffer.clear()  # the rest of the request being answered
         request_id = (head.request_id if head else "") or uuid.uuid4().hex
-        data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers)
+        v2 = head is not None and (head.path == self.v2_prefix or head.path.startswith(self.v2_prefix + "/"))
+        data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers, v2=v2)
         self.unwatch(conn)
         access_log.info("%s %s %d", head.method if head else "-", head.path if head else "-", status,
                         extra={"request_id": request_id, "method": head.method if head else None,
@@ -703,8 +709,8 @@ class ServingWorker(gthread.ThreadWorker):
         self.next_sweep = now + SWEEP_INTERVAL
         for conn in [conn for conn in self.connections if conn.deadline < now]:
             if conn.state is Connection.READING and conn.buffer and not conn.skip:
-                self.refuse(conn, 408, "read_timeout",
-                            f"the request did not arrive within {self.read_timeout:g} s of its first byte")
+                self.refuse(conn, 408, "read_timeout", f"the request did not arrive within {self.read_timeout:g} s "
+                            "of its first byte (REQUEST_READ_TIMEOUT)")
             elif conn.state in (Connection.READING, Connection.SENDING, Connection.CLOSING):
                 self.close(conn)
         lane = self.lane
@@ -756,9 +762,11 @@ class _ResponseTarget:
 
 
 def error_response(status: int, reason: str, code: str, message: str, request_id: str, keepalive: bool,
-                   headers: dict | None = None) -> bytes:
-    """A whole HTTP response carrying the application's error body, {"error": {code, message}}."""
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode() + b"\n"
+                   headers: dict | None = None, v2: bool = False) -> bytes:
+    """A whole HTTP response carrying the application's error body: {"error": {code, message}},
+    or the Open Inference Protocol's {"error": message} under /v2 (as service.errors does)."""
+    error = message if v2 else {"code": code, "message": message}
+    body = json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n"
     lines = [f"HTTP/1.1 {status} {reason}", f"Date: {formatdate(usegmt=True)}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", f"X-Request-ID: {request_id}",
              f"Connection: {'keep-alive' if keepalive else 'close'}"]

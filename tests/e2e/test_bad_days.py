@@ -8,7 +8,9 @@ bench/overload.py measures the same situations with figures.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import os
 import shutil
 import signal
@@ -17,22 +19,94 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from live_server import REPO_ROOT, metrics_text, photo, serving
+from live_server import COMMITTED_MODELS, REPO_ROOT, gunicorn
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "service"))
 from service_fixtures import draw_digit, encode, metric_value, write_version  # noqa: E402
 
-COMMITTED_MODELS = REPO_ROOT / "models"
+pytestmark = pytest.mark.skipif(not (COMMITTED_MODELS / "mnist_mlp").is_dir(), reason="no committed mnist_mlp")
+
+
+def photo(width: int = 1600, height: int = 1200) -> bytes:
+    """A JPEG like a phone photo of a "7" on paper, with noise: tens of milliseconds of work."""
+    rng = np.random.default_rng(0)
+    paper = Image.new("L", (width, height), 210)
+    ImageDraw.Draw(paper).line([(width * 0.3, height * 0.2), (width * 0.7, height * 0.2), (width * 0.45, height * 0.85)],
+                               fill=40, width=max(8, width // 40))
+    pixels = np.asarray(paper, dtype=np.float32) + rng.normal(0, 6, (height, width))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 PHOTO = photo()
 SMALL_PNG = encode(draw_digit("7"))
 
-pytestmark = pytest.mark.skipif(not (COMMITTED_MODELS / "mnist_mlp").is_dir(), reason="no committed mnist_mlp")
+
+@dataclass
+class Live:
+    """The shared test server (tests/live_server.py), seen from the raw-HTTP side."""
+
+    port: int
+    process: object
+    server: object
+
+    def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+        """One request on a new connection: status, headers, body."""
+        connection = self.connection(timeout)
+        try:
+            connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def workers(self) -> list[int]:
+        """The master's live child processes (the gunicorn workers), from /proc."""
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == self.process.pid and fields[0] != "Z":
+                        children.append(int(entry.name))
+        return sorted(children)
+
+    def log_lines(self) -> list[dict]:
+        return self.server.log_lines()
+
+    def log_tail(self) -> str:
+        return self.server.log_path.read_text()[-4000:]
+
+
+@contextlib.contextmanager
+def serving(repository: Path, workdir: Path, **environment: str) -> Iterator[Live]:
+    """The shared test gunicorn, with two workers, once both have loaded their models."""
+    with gunicorn(repository, workdir, **environment) as server:
+        live = Live(int(server.url.rsplit(":", 1)[1]), server.process, server)
+        deadline = time.monotonic() + 180
+        # /readyz answers as soon as one worker is up; connections must be able to reach both.
+        while len({line["pid"] for line in live.log_lines() if line.get("message") == "models loaded"}) < 2:
+            assert time.monotonic() < deadline, f"a worker did not load its models:\n{live.log_tail()}"
+            time.sleep(0.1)
+        yield live
+
+
+def metrics_text(server: Live) -> str:
+    return server.request("GET", "/metrics")[2].decode()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,6 @@ def test_readiness_answers_503_draining_while_liveness_stays_200(client, monkeyp
     assert client.get("/readyz").status_code == 200
     lifecycle.begin_draining()
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.get_json() == {"status": "draining"}
+    assert ready.status_code == 503 and ready.get_json()["status"] == "draining"
     # A draining pod is not a dead one: liveness must not have it restarted.
     assert client.get("/healthz").status_code == 200
