@@ -74,6 +74,8 @@ control_socket_disable = True
 
 loglevel = log_level
 logconfig_dict = logging_config(loglevel.upper())
+# gunicorn's logger, minus the access-log fields it would build (and drop) for every request.
+logger_class = "service.logs.GunicornLogger"
 accesslog = None  # the service logs each request itself, with model and version
 
 

@@ -196,9 +196,11 @@ def _is_model_ready(image: Image.Image, spec: ImageSpec) -> bool:
     """Already a model input: 8-bit grayscale, the exact size, light ink on a dark background."""
     if image.mode != "L" or image.size != (spec.width, spec.height) or "transparency" in image.info:
         return False
-    pixels = np.asarray(image)
-    low, high = int(pixels.min()), int(pixels.max())
+    low, high = image.getextrema()
     if high - low < MIN_CONTRAST * 255:
         raise NoInk("no ink found: the image is blank (a single shade)")
-    border = np.concatenate([pixels[0, :], pixels[-1, :], pixels[:, 0], pixels[:, -1]])
-    return float(np.median(border)) <= (low + high) / 2
+    pixels = np.asarray(image)
+    # The border's median, from a sort of its ~100 pixels: np.median costs ten times more.
+    border = np.sort(np.concatenate([pixels[0, :], pixels[-1, :], pixels[:, 0], pixels[:, -1]]))
+    median = (int(border[(border.size - 1) // 2]) + int(border[border.size // 2])) / 2
+    return median <= (low + high) / 2

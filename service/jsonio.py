@@ -1,15 +1,22 @@
-"""JSON responses that are always valid JSON: NaN and Infinity are refused, never written."""
+"""JSON responses, rendered by orjson: always valid JSON, never the tokens NaN or Infinity.
+
+orjson writes null for a float that is NaN or infinite; the core refuses non-finite model
+outputs before they get here (service.runtime), so a null in an answer is never a number lost.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from flask import Response
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
+def dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload, option=_OPTIONS)
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    # allow_nan=False raises instead of emitting the non-JSON tokens NaN/Infinity; the core
-    # checks outputs are finite first, so reaching that error is a bug and becomes a 500.
-    body = json.dumps(payload, allow_nan=False, separators=(",", ":"))
-    return Response(body + "\n", status=status, mimetype="application/json")
+    return Response(dumps(payload), status=status, mimetype="application/json")

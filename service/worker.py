@@ -41,13 +41,14 @@ import json
 import logging
 import mmap
 import os
+import queue
 import re
 import selectors
 import socket
+import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
@@ -290,10 +291,20 @@ class Connection:
 
 
 class Lane:
-    """The inference requests of one worker: threads, a bounded queue, a bounded wait."""
+    """The inference requests of one worker: threads, a bounded queue, a bounded wait.
 
-    def __init__(self, threads: int, queue_limit: int, max_wait: float) -> None:
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request")
+    ``serve(conn)`` runs on one of the threads; ``done(conn, keepalive)`` is called there
+    after it, and must hand the result back to the event loop.
+    """
+
+    def __init__(self, threads: int, queue_limit: int, max_wait: float, serve, done) -> None:
+        # Plain threads on a SimpleQueue: a thread pool's futures and callbacks cost more per
+        # request than the smallest requests take.  Daemons: a stuck request cannot hold up
+        # the worker's exit.
+        self.tasks: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.serve, self.done = serve, done
+        for index in range(threads):
+            threading.Thread(target=self.work, name=f"request-{index}", daemon=True).start()
         self.threads = threads
         self.queue_limit = queue_limit
         self.max_wait = max_wait
@@ -310,6 +321,19 @@ class Lane:
 
     def record(self, seconds: float) -> None:
         self.service_time += SERVICE_TIME_WEIGHT * (seconds - self.service_time)
+
+    def work(self) -> None:
+        while (conn := self.tasks.get()) is not None:
+            keepalive = False
+            try:
+                keepalive = self.serve(conn)
+            except Exception:  # serve() answers what it can; the thread must live on regardless
+                logging.getLogger(__name__).exception("request thread")
+            self.done(conn, keepalive)
+
+    def stop(self) -> None:
+        for _ in range(self.threads):
+            self.tasks.put(None)
 
 
 class ServingWorker(gthread.ThreadWorker):
@@ -333,7 +357,9 @@ class ServingWorker(gthread.ThreadWorker):
         self.read_timeout = settings.request_read_timeout
         self.retry_after = settings.retry_after
         self.keepalive = self.cfg.keepalive
-        self.lane = Lane(max(1, self.cfg.threads), settings.max_queued_requests, settings.max_queue_wait)
+        self.lane = Lane(max(1, self.cfg.threads), settings.max_queued_requests, settings.max_queue_wait,
+                         serve=self.serve,
+                         done=lambda conn, keepalive: self.method_queue.defer(self.finished_in_lane, conn, keepalive))
         # Imported after the fork: prometheus_client's per-process files belong to the worker,
         # and the master stays free of Flask.
         from service import metrics
@@ -359,8 +385,7 @@ class ServingWorker(gthread.ThreadWorker):
         super().handle_exit(sig, frame)
 
     def handle_quit(self, sig, frame) -> None:
-        self.lane.executor.shutdown(wait=False, cancel_futures=True)
-        base.Worker.handle_quit(self, sig, frame)
+        base.Worker.handle_quit(self, sig, frame)  # exits at once; the request threads are daemons
 
     # --- the event loop ---
 
@@ -562,14 +587,12 @@ class ServingWorker(gthread.ThreadWorker):
         conn.state = Connection.SERVING
         conn.started = time.monotonic()
         self.lane.running += 1
-        future = self.lane.executor.submit(self.serve, conn)
-        future.add_done_callback(lambda done: self.method_queue.defer(self.finished_in_lane, conn, done))
+        self.lane.tasks.put(conn)
 
-    def finished_in_lane(self, conn: Connection, future) -> None:
+    def finished_in_lane(self, conn: Connection, keepalive: bool) -> None:
         lane = self.lane
         lane.running -= 1
         lane.record(time.monotonic() - conn.started)
-        keepalive = not future.cancelled() and future.exception() is None and future.result()
         self.send_response(conn, keepalive)
         while lane.waiting and lane.running < lane.threads:
             _, waiting = lane.waiting.popleft()
@@ -747,7 +770,7 @@ class ServingWorker(gthread.ThreadWorker):
             self.sweep()
         for conn in list(self.connections):
             self.close(conn)
-        self.lane.executor.shutdown(wait=False)
+        self.lane.stop()
         self.poller.close()
         self.method_queue.close()
 

@@ -8,6 +8,7 @@ import binascii
 import json
 from typing import Any, TypeVar
 
+import orjson
 from flask import Response, request
 from pydantic import BaseModel, ValidationError
 
@@ -34,7 +35,15 @@ def json_body() -> Any:
 
 
 def parse_json(data: bytes) -> Any:
-    """JSON bytes -> a value; NaN and Infinity refused (they are not JSON, and not numbers to run)."""
+    """JSON bytes -> a value; NaN and Infinity refused (they are not JSON, and not numbers to run).
+
+    orjson parses (a 64-image batch several times faster than json); what it refuses is parsed
+    again by json, whose errors say more and which names NaN and Infinity for what they are.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     if not data.strip():
         raise MalformedRequest("the request body is empty; expected a JSON object")
     try:

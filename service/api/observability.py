@@ -9,14 +9,20 @@ say which model answered.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 
 from flask import Flask, Response, g, request
 
 from service import logs, metrics
 
 log = logging.getLogger("service.access")
+
+# Each label combination's counter and histogram, looked up once: prometheus_client's labels()
+# takes a lock and checks its arguments on every call.  Bounded: URL rules, served model names
+# and status codes.
+_counters: dict[tuple[str, str, int], object] = {}
+_latencies: dict[str, object] = {}
 
 
 def register(app: Flask) -> None:
@@ -26,39 +32,51 @@ def register(app: Flask) -> None:
 
 
 def _start() -> None:
+    context = g._get_current_object()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    g.request_id_token = logs.request_id.set(g.request_id)
-    g.started = time.perf_counter()
+    context.request_id = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
+    context.request_id_token = logs.request_id.set(context.request_id)
+    context.started = time.perf_counter()
 
 
 def _finish(response: Response) -> Response:
+    context = g._get_current_object()
     # A request rejected before _start ran (e.g. by routing) still gets an id and a log line.
-    if "started" not in g:
+    if "started" not in context:
         _start()
-    latency = time.perf_counter() - g.started
+    latency = time.perf_counter() - context.started
+    current = request._get_current_object()
     # The URL rule, not the path, so that /models/<anything> cannot create unbounded series.
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    model = g.get("model", "")
-    metrics.REQUESTS.labels(endpoint=endpoint, model=model, status=str(response.status_code)).inc()
-    metrics.REQUEST_LATENCY.labels(endpoint=endpoint).observe(latency)
-    response.headers["X-Request-ID"] = g.request_id
-    log.info(
-        "%s %s %d",
-        request.method,
-        request.path,
-        response.status_code,
-        extra={
-            "request_id": g.request_id,
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
-            "latency_ms": round(latency * 1000, 2),
-            "model": model or None,
-            "version": g.get("version"),
-            "images": g.get("images"),
-        },
-    )
+    endpoint = current.url_rule.rule if current.url_rule else "unmatched"
+    model = context.get("model", "")
+    status = response.status_code
+    counter = _counters.get((endpoint, model, status))
+    if counter is None:
+        counter = _counters[endpoint, model, status] = metrics.REQUESTS.labels(
+            endpoint=endpoint, model=model, status=str(status))
+    counter.inc()
+    histogram = _latencies.get(endpoint)
+    if histogram is None:
+        histogram = _latencies[endpoint] = metrics.REQUEST_LATENCY.labels(endpoint=endpoint)
+    histogram.observe(latency)
+    response.headers["X-Request-ID"] = context.request_id
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "%s %s %d",
+            current.method,
+            current.path,
+            status,
+            extra={
+                "request_id": context.request_id,
+                "method": current.method,
+                "path": current.path,
+                "status": status,
+                "latency_ms": round(latency * 1000, 2),
+                "model": model or None,
+                "version": context.get("version"),
+                "images": context.get("images"),
+            },
+        )
     return response
 
 
