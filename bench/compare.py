@@ -14,6 +14,11 @@ load hits both; the table gives the median over rounds and the ratio service / n
 For the service it also counts each worker's requests (from its Prometheus files) in every
 run at 8 or more connections: ``balance`` is the smallest share any worker had in any round.
 
+Throughput on a shared machine moves with whatever else runs; the CPU time each server's
+processes spend per request (from /proc, master and workers) moves much less, so the table
+gives both: ``cpu ratio`` is naive's CPU per request over the service's (above 1: the service
+does the same work with less CPU).
+
 Needs wrk (Debian: apt-get install wrk).  Nothing here asserts a timing.
 """
 
@@ -103,6 +108,22 @@ def run_wrk(port: int, kind: Kind, connections: int, seconds: float, workdir: Pa
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children that are alive, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def requests_by_worker(multiproc_dir: Path) -> dict[int, float]:
     """serving_requests_total of each worker, from its own prometheus_client file."""
     totals = {}
@@ -161,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
                             {"MODEL_REPOSITORY": repository, "OMP_NUM_THREADS": "1"}),
         }
         ports = {name: free_port() for name in servers}
-        for name, server in servers.items():
-            stack.enter_context(running(server, ports[name], workdir))
+        processes = {name: stack.enter_context(running(server, ports[name], workdir))
+                     for name, server in servers.items()}
         check_same_answers(ports["service"], ports["naive"], workdir)
 
         runs = []
@@ -172,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
                 for connections in kind.concurrency:
                     for name in order:
                         before = requests_by_worker(multiproc) if name == "service" else {}
+                        cpu_before = cpu_seconds(processes[name].pid)
                         result = run_wrk(ports[name], kind, connections, args.duration, workdir)
+                        result["cpu_us"] = (cpu_seconds(processes[name].pid) - cpu_before) / max(result["requests"], 1) * 1e6
                         if name == "service" and connections >= 8:
                             after = requests_by_worker(multiproc)
                             done = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
@@ -182,23 +205,26 @@ def main(argv: list[str] | None = None) -> None:
                                      "connections": connections, **result})
                         shares = result.get("worker_shares", "")
                         print(f"  round {round_index} {name:<8} {kind.name:<7} c{connections:<3}"
-                              f" {result['per_second']:9.1f}/s  errors {result['socket_errors'] + result['non_2xx']}"
-                              f" {shares}", file=sys.stderr)
+                              f" {result['per_second']:9.1f}/s {result['cpu_us']:7.0f} us cpu/request"
+                              f"  errors {result['socket_errors'] + result['non_2xx']} {shares}", file=sys.stderr)
 
     print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.rounds} interleaved rounds of "
           f"{args.duration:g} s per cell, medians; service: gunicorn.conf.py {' '.join(args.gunicorn_arg)} "
           f"{' '.join(args.env)}; naive: bench/naive_app.py on 2 sync workers\n")
-    print(f"{'request':<26} {'conns':>5} {'service/s':>10} {'naive/s':>10} {'ratio':>6} {'errors':>6}  balance")
+    print(f"{'request':<26} {'conns':>5} {'service/s':>10} {'naive/s':>10} {'ratio':>6}   "
+          f"{'cpu us/req':>10} {'naive':>6} {'cpu ratio':>9} {'errors':>6}  balance")
     for kind in (all_kinds[name] for name in args.kinds):
         for connections in kind.concurrency:
             cell = [run for run in runs if run["kind"] == kind.name and run["connections"] == connections]
             rate = {name: statistics.median(r["per_second"] for r in cell if r["server"] == name) for name in servers}
+            cpu = {name: statistics.median(r["cpu_us"] for r in cell if r["server"] == name) for name in servers}
             errors = sum(r["socket_errors"] + r["non_2xx"] for r in cell)
             shares = [min(r["worker_shares"]) for r in cell if "worker_shares" in r]
             unit = max(kind.images, 1)
             label = f"{kind.what}{' (images/s)' if kind.images > 1 else ''}"
             print(f"{label:<26} {connections:>5} {rate['service'] * unit:>10,.0f} {rate['naive'] * unit:>10,.0f} "
-                  f"{rate['service'] / rate['naive']:>6.2f} {errors:>6}  "
+                  f"{rate['service'] / rate['naive']:>6.2f}   {cpu['service']:>10.0f} {cpu['naive']:>6.0f} "
+                  f"{cpu['naive'] / cpu['service']:>9.2f} {errors:>6}  "
                   + (f"min worker share {min(shares):.0%}" if shares else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

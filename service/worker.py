@@ -17,7 +17,9 @@ handling, signals and arbiter protocol, and handles connections its own way:
 - **Two lanes.**  Requests that change nothing (GET, HEAD, OPTIONS: health, readiness,
   metrics, model listings) run on the event loop as soon as they are read, so they never
   wait behind inference.  Inference requests (every other method) run on ``threads`` request
-  threads (WORKER_THREADS).
+  threads (WORKER_THREADS), except cheap ones (under 20 ms lately for their path and body size,
+  a body under 1 MiB, at most 50 ms of them per round of I/O), which also run on the loop:
+  passing them to a thread and back costs more than a small request takes.
 - **Admission control.**  An inference request waits for a thread in a queue of at most
   MAX_QUEUED_REQUESTS, for at most MAX_QUEUE_WAIT seconds; one whose wait would be longer
   (predicted from the recent service time) is answered 503 with Retry-After at once, as is
@@ -73,6 +75,15 @@ WRITE_TIMEOUT = 30.0  # a client that reads none of its response for this long i
 PEER_STALE_NS = 250_000_000  # a worker whose loop has not run for 0.25 s is not waited for
 BALANCE_RECHECK = 0.02  # seconds between two looks at the others while not accepting
 SERVICE_TIME_WEIGHT = 0.2  # of the newest request in the moving average of service times
+# A request whose path took less than this lately (and whose body is small) runs on the event
+# loop itself: handing it to a thread and back would cost more than the request (the loop is
+# held no longer than such a request takes, so health checks still wait for nothing).
+INLINE_COST = 0.02
+INLINE_BODY = 1 << 20
+# The loop runs such requests for at most this long per round of I/O; the rest of a burst waits
+# for a thread, in the queue, where admission control applies.
+INLINE_BUDGET = 0.05
+TRACKED_KINDS = 1024  # (path, body size) pairs whose cost is remembered; others go to the threads
 
 
 class ConnectionBoard:
@@ -91,8 +102,8 @@ class ConnectionBoard:
         cells = memoryview(self._memory).cast("q")
         self._pids, self._counts, self._beats = cells[0::3], cells[1::3], cells[2::3]
 
-    def publish(self, slot: int, connections: int) -> None:
-        self._pids[slot] = os.getpid()
+    def publish(self, slot: int, pid: int, connections: int) -> None:
+        self._pids[slot] = pid
         self._counts[slot] = connections
         self._beats[slot] = time.monotonic_ns()
 
@@ -262,6 +273,7 @@ class Connection:
         self.outgoing = memoryview(b"")
         self.events = 0  # what the poller waits for on this socket
         self.started = 0.0  # when the current request got its thread
+        self.kind: tuple[str, int] = ("", 0)  # its path and body size class, for Lane.costs
 
     def request_length(self, limit: int) -> int | None:
         """Bytes of the complete request at the front of the buffer, None while incomplete."""
@@ -310,7 +322,10 @@ class Lane:
         self.max_wait = max_wait
         self.running = 0
         self.waiting: deque[tuple[float, Connection]] = deque()
-        self.service_time = 0.0  # moving average, seconds per request
+        self.service_time = 0.0  # moving average, seconds per request on a thread
+        # Moving average per path and body size (a power of two), seconds, wherever it ran:
+        # a small PNG and a phone photo to the same path are different requests.
+        self.costs: dict[tuple[str, int], float] = {}
 
     def admits(self) -> bool:
         """Room for one more, and its wait for a thread predicted within max_wait."""
@@ -319,8 +334,18 @@ class Lane:
         predicted_wait = (len(self.waiting) + 1) * self.service_time / self.threads
         return len(self.waiting) < self.queue_limit and predicted_wait <= self.max_wait
 
-    def record(self, seconds: float) -> None:
-        self.service_time += SERVICE_TIME_WEIGHT * (seconds - self.service_time)
+    def record(self, kind: tuple[str, int], seconds: float, on_thread: bool) -> None:
+        if on_thread:
+            self.service_time += SERVICE_TIME_WEIGHT * (seconds - self.service_time)
+        cost = self.costs.get(kind)
+        if cost is not None:
+            self.costs[kind] = cost + SERVICE_TIME_WEIGHT * (seconds - cost)
+        elif len(self.costs) < TRACKED_KINDS:
+            self.costs[kind] = seconds
+
+    def cheap(self, kind: tuple[str, int]) -> bool:
+        # Unknown kinds go to a thread first: that is where an expensive one does no harm.
+        return kind[1] < INLINE_BODY.bit_length() and self.costs.get(kind, INLINE_COST) < INLINE_COST
 
     def work(self) -> None:
         while (conn := self.tasks.get()) is not None:
@@ -346,6 +371,8 @@ class ServingWorker(gthread.ThreadWorker):
         self.buffered = 0  # bytes reserved by requests being read, waiting or running
         self.next_heartbeat = 0.0
         self.next_sweep = 0.0
+        self.balance_checked = (-1, 0.0)  # connection count and time of the last look at the board
+        self.inline_until = 0.0  # perf_counter time until which this round may run requests inline
         self.limit_reported = 0.0
 
     # --- start, heartbeat, signals ---
@@ -369,6 +396,7 @@ class ServingWorker(gthread.ThreadWorker):
         self.v2_prefix = V2_PREFIX
         self.poller = selectors.DefaultSelector()
         self.method_queue.init()
+        self.pid = os.getpid()
         base.Worker.init_process(self)  # loads the app, then calls run()
 
     def notify(self) -> None:
@@ -392,27 +420,36 @@ class ServingWorker(gthread.ThreadWorker):
     def run(self) -> None:
         self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks)
         while self.alive:
-            self.notify()
-            self.board.publish(self.slot, len(self.connections))
+            if time.monotonic() >= self.next_sweep:
+                # Every SWEEP_INTERVAL, idle or not: the heartbeat on the board must stay fresher
+                # than PEER_STALE_NS or the other workers stop waiting for this one.
+                self.notify()
+                self.publish()
+                self.sweep()
+                if not self.is_parent_alive():
+                    break
             accepting = self.update_accepting()
-            # Wake at least every SWEEP_INTERVAL, idle or not: the heartbeat on the board must
-            # stay fresher than PEER_STALE_NS or the other workers stop waiting for this one.
             self.poll(SWEEP_INTERVAL if accepting else BALANCE_RECHECK)
-            self.sweep()
-            if not self.is_parent_alive():
-                break
         self.drain()
+
+    def publish(self) -> None:
+        if self.alive:
+            self.board.publish(self.slot, self.pid, len(self.connections))
 
     def poll(self, timeout: float) -> None:
         try:
             events = self.poller.select(timeout)
         except InterruptedError:
             return
+        self.inline_until = time.perf_counter() + INLINE_BUDGET
         for key, _ in events:
             key.data(key.fileobj)
 
     def update_accepting(self) -> bool:
-        count = len(self.connections)
+        count, now = len(self.connections), time.monotonic()
+        if count == self.balance_checked[0] and now < self.balance_checked[1] + BALANCE_RECHECK:
+            return self._accepting  # nothing changed here, and the others were seen just now
+        self.balance_checked = (count, now)
         fewest = self.board.fewest_elsewhere(self.slot)
         allowed = count < self.worker_connections and (fewest is None or count <= fewest)
         self.set_accept_enabled(allowed)
@@ -442,9 +479,9 @@ class ServingWorker(gthread.ThreadWorker):
     def add(self, sock: socket.socket, client, server) -> None:
         sock.setblocking(False)
         conn = Connection(self.cfg, sock, client, server)
+        conn.on_readable = partial(self.on_readable, conn)
         self.connections.add(conn)
-        if self.alive:
-            self.board.publish(self.slot, len(self.connections))
+        self.publish()
         self.read_next_request(conn)
 
     def watch(self, conn: Connection, events: int, callback) -> None:
@@ -463,8 +500,7 @@ class ServingWorker(gthread.ThreadWorker):
         self.unwatch(conn)
         self.release(conn)
         self.connections.discard(conn)
-        if self.alive:
-            self.board.publish(self.slot, len(self.connections))
+        self.publish()
         try:
             conn.sock.close()
         except OSError:
@@ -491,7 +527,7 @@ class ServingWorker(gthread.ThreadWorker):
             # An idle connection lives `keepalive` seconds (gunicorn's setting), then closes.
             idle = self.keepalive if self.alive else min(self.keepalive, DRAIN_IDLE_LINGER)
             conn.deadline = time.monotonic() + (idle or self.read_timeout)
-        self.watch(conn, selectors.EVENT_READ, partial(self.on_readable, conn))
+        self.watch(conn, selectors.EVENT_READ, conn.on_readable)
 
     def on_readable(self, conn: Connection, _sock=None) -> None:
         try:
@@ -564,20 +600,33 @@ class ServingWorker(gthread.ThreadWorker):
         return False
 
     def dispatch(self, conn: Connection, length: int) -> None:
-        request = bytes(conn.buffer[:length])
-        del conn.buffer[:length]
+        if length == len(conn.buffer):
+            request = bytes(conn.buffer)
+            conn.buffer.clear()
+        else:
+            request = bytes(conn.buffer[:length])
+            del conn.buffer[:length]
         conn.source.load(request)
-        self.unwatch(conn)
+        # Requests served on the loop leave the socket watched: nothing polls until they are done.
         if conn.head.method in SAFE_METHODS:
             conn.state = Connection.SERVING
             self.send_response(conn, self.serve(conn))
             return
         lane = self.lane
-        if not lane.admits():
+        conn.kind = (conn.head.path, length.bit_length())
+        if lane.cheap(conn.kind) and time.perf_counter() < self.inline_until:
+            conn.state = Connection.SERVING
+            started = time.perf_counter()
+            keepalive = self.serve(conn)
+            lane.record(conn.kind, time.perf_counter() - started, on_thread=False)
+            self.send_response(conn, keepalive)
+        elif not lane.admits():
             self.shed(conn, "queue_full", complete=True)
         elif lane.running < lane.threads:
+            self.unwatch(conn)
             self.start(conn)
         else:
+            self.unwatch(conn)
             conn.state = Connection.WAITING
             lane.waiting.append((time.monotonic(), conn))
 
@@ -592,7 +641,7 @@ class ServingWorker(gthread.ThreadWorker):
     def finished_in_lane(self, conn: Connection, keepalive: bool) -> None:
         lane = self.lane
         lane.running -= 1
-        lane.record(time.monotonic() - conn.started)
+        lane.record(conn.kind, time.monotonic() - conn.started, on_thread=True)
         self.send_response(conn, keepalive)
         while lane.waiting and lane.running < lane.threads:
             _, waiting = lane.waiting.popleft()
@@ -727,8 +776,6 @@ class ServingWorker(gthread.ThreadWorker):
 
     def sweep(self) -> None:
         now = time.monotonic()
-        if now < self.next_sweep:
-            return
         self.next_sweep = now + SWEEP_INTERVAL
         for conn in [conn for conn in self.connections if conn.deadline < now]:
             if conn.state is Connection.READING and conn.buffer and not conn.skip:
