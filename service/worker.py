@@ -75,9 +75,11 @@ WRITE_TIMEOUT = 30.0  # a client that reads none of its response for this long i
 PEER_STALE_NS = 250_000_000  # a worker whose loop has not run for 0.25 s is not waited for
 BALANCE_RECHECK = 0.02  # seconds between two looks at the others while not accepting
 SERVICE_TIME_WEIGHT = 0.2  # of the newest request in the moving average of service times
-# A request whose path took less than this lately (and whose body is small) runs on the event
-# loop itself: handing it to a thread and back would cost more than the request (the loop is
-# held no longer than such a request takes, so health checks still wait for nothing).
+# A request whose path and body size took less CPU than this lately (and whose body is small)
+# runs on the event loop itself: handing it to a thread and back would cost more than the request
+# (the loop is held no longer than such a request takes, so health checks still wait for nothing).
+# CPU time, not wall time: the same in every worker however busy the machine, so that workers
+# make the same choice.
 INLINE_COST = 0.02
 INLINE_BODY = 1 << 20
 # The loop runs such requests for at most this long per round of I/O; the rest of a burst waits
@@ -274,6 +276,7 @@ class Connection:
         self.events = 0  # what the poller waits for on this socket
         self.started = 0.0  # when the current request got its thread
         self.kind: tuple[str, int] = ("", 0)  # its path and body size class, for Lane.costs
+        self.cpu_seconds = 0.0  # what serving it cost the thread that did
 
     def request_length(self, limit: int) -> int | None:
         """Bytes of the complete request at the front of the buffer, None while incomplete."""
@@ -334,14 +337,16 @@ class Lane:
         predicted_wait = (len(self.waiting) + 1) * self.service_time / self.threads
         return len(self.waiting) < self.queue_limit and predicted_wait <= self.max_wait
 
-    def record(self, kind: tuple[str, int], seconds: float, on_thread: bool) -> None:
-        if on_thread:
-            self.service_time += SERVICE_TIME_WEIGHT * (seconds - self.service_time)
+    def record(self, kind: tuple[str, int], cpu_seconds: float, wall_seconds: float | None) -> None:
+        """A request's CPU time (what it costs, however busy the machine) and, when it ran on a
+        thread, its wall time there (what the requests behind it waited)."""
+        if wall_seconds is not None:
+            self.service_time += SERVICE_TIME_WEIGHT * (wall_seconds - self.service_time)
         cost = self.costs.get(kind)
         if cost is not None:
-            self.costs[kind] = cost + SERVICE_TIME_WEIGHT * (seconds - cost)
+            self.costs[kind] = cost + SERVICE_TIME_WEIGHT * (cpu_seconds - cost)
         elif len(self.costs) < TRACKED_KINDS:
-            self.costs[kind] = seconds
+            self.costs[kind] = cpu_seconds
 
     def cheap(self, kind: tuple[str, int]) -> bool:
         # Unknown kinds go to a thread first: that is where an expensive one does no harm.
@@ -616,9 +621,8 @@ class ServingWorker(gthread.ThreadWorker):
         conn.kind = (conn.head.path, length.bit_length())
         if lane.cheap(conn.kind) and time.perf_counter() < self.inline_until:
             conn.state = Connection.SERVING
-            started = time.perf_counter()
             keepalive = self.serve(conn)
-            lane.record(conn.kind, time.perf_counter() - started, on_thread=False)
+            lane.record(conn.kind, conn.cpu_seconds, wall_seconds=None)
             self.send_response(conn, keepalive)
         elif not lane.admits():
             self.shed(conn, "queue_full", complete=True)
@@ -641,7 +645,7 @@ class ServingWorker(gthread.ThreadWorker):
     def finished_in_lane(self, conn: Connection, keepalive: bool) -> None:
         lane = self.lane
         lane.running -= 1
-        lane.record(conn.kind, time.monotonic() - conn.started, on_thread=True)
+        lane.record(conn.kind, conn.cpu_seconds, wall_seconds=time.monotonic() - conn.started)
         self.send_response(conn, keepalive)
         while lane.waiting and lane.running < lane.threads:
             _, waiting = lane.waiting.popleft()
@@ -649,6 +653,13 @@ class ServingWorker(gthread.ThreadWorker):
 
     def serve(self, conn: Connection) -> bool:
         """Parse and run one buffered request through the app; whether to keep the connection."""
+        started = time.thread_time()
+        try:
+            return self._serve(conn)
+        finally:
+            conn.cpu_seconds = time.thread_time() - started
+
+    def _serve(self, conn: Connection) -> bool:
         request = None
         try:
             request = next(conn.parser)
