@@ -1,7 +1,8 @@
 """The inference core's two operations, independent of any protocol.
 
 ``classify_images``: image files -> ``imaging.prepare`` -> one batch -> the model's session ->
-one result per image (label, its probability, every label's probability, model, version).
+one result per image (label, its probability, every label's probability, model, version, and
+the verdict with its reason when the manifest says how to judge: ``service.verdict``).
 ``predict``: named float32 arrays checked by ``tensors`` -> the session -> named outputs.
 The HTTP blueprints in ``service.api`` only parse requests into these calls and render the
 results; another protocol (e.g. Open Inference Protocol v2) would be a similar thin layer.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service import imaging, metrics
+from service import imaging, metrics, verdict
 from service.errors import InvalidInput, NotAnImageModel, ServiceError
 from service.manifest import TensorSpec
 from service.runtime import LoadedModel
@@ -62,6 +63,7 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload]) -> list[dict
                 "probabilities": {label: float(value) for label, value in zip(labels, row)},
                 "model": model.name,
                 "version": model.number,
+                **verdict.fields(row, labels, model.manifest.verdict),
             }
         )
     return results

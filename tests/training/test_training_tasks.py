@@ -27,7 +27,7 @@ def test_mnist_subset_learns_in_seconds(mnist_dir):
     assert trained.metrics["test_accuracy"] >= 0.90
     assert trained.metrics["test_images"] == 1000
     assert trained.metrics["misclassified"] == pytest.approx(1000 * (1 - trained.metrics["test_accuracy"]))
-    assert set(trained.figures) == {"confusion_matrix.png", "misclassified.png"}
+    assert set(trained.figures) == {"confusion_matrix.png", "misclassified.png", "reliability.png", "accuracy_coverage.png"}
 
 
 def test_served_mnist_model_returns_probabilities_from_raw_pixels(mnist_dir):
