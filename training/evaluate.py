@@ -176,6 +176,8 @@ def prepared(pictures: PictureSet, spec: ImageSpec) -> tuple[np.ndarray, np.ndar
         except NoInk:  # the service answers 422 no_ink
             arrays.append(np.zeros((spec.height, spec.width), dtype=np.float32))
             inked.append(False)
+    if not arrays:
+        return np.zeros((0, spec.height, spec.width), dtype=np.float32), np.zeros(0, dtype=bool)
     return np.stack(arrays), np.array(inked)
 
 
@@ -359,7 +361,7 @@ def gunicorn(repository: Path, workers: int = 2) -> Iterator[str]:
                 process.wait()
 
 
-def measure(post: Callable[[list[bytes]], list[dict | None]], data_dir: Path) -> dict[str, float]:
+def measure(post: Callable[[list[bytes]], list[dict | None]], data_dir: Path, limit: int | None = None) -> dict[str, float]:
     from training.data import load_mnist
 
     test = load_mnist(data_dir, train=False)
@@ -373,6 +375,7 @@ def measure(post: Callable[[list[bytes]], list[dict | None]], data_dir: Path) ->
         font_digits(),
         nondigit_evaluation(),
     ]:
+        pictures = pictures.head(limit)
         if not len(pictures):
             print(f"{pictures.name}: no pictures (no handwriting font installed?)", file=sys.stderr)
             continue
@@ -383,6 +386,36 @@ def measure(post: Callable[[list[bytes]], list[dict | None]], data_dir: Path) ->
     return measured
 
 
+# The issue's targets: (figure, metric, op, target); "other writers" are the UCI digits.
+TARGETS = (
+    ("official test accuracy (raw)", "official_raw_accuracy", ">=", 0.99),
+    ("official test digits as users send them, verdict `digit`", "official_as_sent_digit_verdicts", ">=", 0.98),
+    ("... of those, right", "official_as_sent_right_when_digit", ">=", 0.995),
+    ("other writers' digits (UCI), right", "uci_accuracy", ">=", 0.92),
+    ("other writers' digits (UCI), right when the verdict is `digit`", "uci_right_when_digit", ">=", 0.98),
+    ("handwriting-font digits, right", "fonts_accuracy", ">=", 0.92),
+    ("handwriting-font digits, right when the verdict is `digit`", "fonts_right_when_digit", ">=", 0.98),
+    ("non-digits of unseen kinds refused (`not_a_digit`, `uncertain` or 422)", "nondigits_refused", ">=", 0.95),
+    ("expected calibration error, official test (raw)", "official_raw_ece", "<=", 0.01),
+    ("expected calibration error, UCI digits", "uci_ece", "<=", None),
+    ("expected calibration error, handwriting fonts", "fonts_ece", "<=", None),
+)
+
+
+def table(measured: dict[str, float]) -> str:
+    """The targets as a Markdown table, with what was measured and whether it is met."""
+    rows = ["| figure | measured | target | met |", "| --- | --- | --- | --- |"]
+    for figure, metric, op, target in TARGETS:
+        if metric not in measured:
+            continue
+        value = measured[metric]
+        met = "" if target is None else ("yes" if (value >= target if op == ">=" else value <= target) else "NO")
+        rows.append(f"| {figure} | {value:.2%} | {'reported' if target is None else f'{op} {target:.1%}'} | {met} |")
+    kinds = [metric for metric in measured if metric.startswith("nondigits_refused_")]
+    rows += [f"| ... {metric.removeprefix('nondigits_refused_').replace('_', ' ')}s refused | {measured[metric]:.2%} | | |" for metric in kinds]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MNIST_DATA_DIR", "data")))
@@ -390,15 +423,17 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="a running service to ask, e.g. http://127.0.0.1:8000")
     where.add_argument("--gunicorn", action="store_true", help="start gunicorn on 127.0.0.1 with --repository, ask it, stop it")
+    parser.add_argument("--limit", type=int, metavar="N", help="the first N pictures of each set only (a quick look)")
     arguments = parser.parse_args(argv)
     if arguments.gunicorn:
         with gunicorn(arguments.repository) as url:
-            measured = measure(poster(http_sender(url)), arguments.data_dir)
+            measured = measure(poster(http_sender(url)), arguments.data_dir, arguments.limit)
     elif arguments.url:
-        measured = measure(poster(http_sender(arguments.url.rstrip("/"))), arguments.data_dir)
+        measured = measure(poster(http_sender(arguments.url.rstrip("/"))), arguments.data_dir, arguments.limit)
     else:
-        measured = measure(poster(flask_sender(arguments.repository)), arguments.data_dir)
+        measured = measure(poster(flask_sender(arguments.repository)), arguments.data_dir, arguments.limit)
     print(json.dumps(measured, indent=2))
+    print(table(measured))
     return 0
 
 

@@ -13,6 +13,7 @@ that an "O" is not a digit would teach it to doubt every 0.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from functools import cache
@@ -51,6 +52,8 @@ def font_files(folders: tuple[str, ...] = TRAINING_FONT_FOLDERS) -> tuple[str, .
 
 @cache
 def _characters(font: str) -> frozenset[str]:
+    # fontTools logs harmless complaints about some fonts' tables ("extra bytes in post.stringData").
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     return frozenset(chr(code) for code in TTFont(font, fontNumber=0, lazy=True).getBestCmap())
 
 
