@@ -226,3 +226,50 @@ def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     rows = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
     images = F.conv2d(images, rows, padding=(0, radius), groups=channels)
     return F.conv2d(images, rows.transpose(2, 3), padding=(radius, 0), groups=channels)
+
+
+class SoftTargetBatches:
+    """Shuffled mini-batches of digits and synthetic non-digits, with soft targets.
+
+    ``labels`` holds a digit, or -1 for a non-digit.  A digit's target is its one-hot row; a
+    non-digit's is the uniform distribution scaled by ``outlier_weight`` (cross-entropy to it is
+    the outlier-exposure loss of Hendrycks et al. 2019, weighted); and a share ``blend_share`` of
+    the digits is blended with another digit of the batch (mixup, Zhang et al. 2018: weights
+    0.35-0.65), targeted at both in proportion, so that a picture of two digits at once is an
+    uncertain one.  ``transform`` is applied to each batch after blending.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        classes: int,
+        outlier_weight: float,
+        blend_share: float,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.batches = ShuffledBatches(inputs, labels, batch_size)
+        self.classes, self.outlier_weight, self.blend_share = classes, outlier_weight, blend_share
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for inputs, labels in self.batches:
+            digit = labels >= 0
+            targets = torch.full((len(labels), self.classes), self.outlier_weight / self.classes, device=labels.device)
+            targets[digit] = F.one_hot(labels[digit], self.classes).to(targets.dtype)
+            partner = torch.randperm(len(labels), device=labels.device)
+            chosen = digit & digit[partner] & (labels != labels[partner])
+            chosen &= torch.rand(len(labels), device=labels.device) < self.blend_share
+            weight = torch.empty(len(labels), device=labels.device).uniform_(0.35, 0.65)
+            blended = weight.view(-1, 1, 1, 1) * inputs + (1 - weight.view(-1, 1, 1, 1)) * inputs[partner]
+            blended = blended / blended.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+            inputs = torch.where(chosen.view(-1, 1, 1, 1), blended, inputs)
+            mixed = weight.view(-1, 1) * targets + (1 - weight.view(-1, 1)) * targets[partner]
+            targets = torch.where(chosen.view(-1, 1), mixed, targets)
+            if self.transform is not None:
+                inputs = self.transform(inputs)
+            yield inputs, targets

@@ -11,7 +11,8 @@ The sets (each picture drawn the same way every time, from its index):
   "optical recognition of handwritten digits" test set, 8x8), enlarged to 32-128 px with margins;
 - ``fonts``: the ten digits in each handwriting font installed (Debian's fonts-dkg-handwriting,
   fonts-breip, fonts-bwht, ... see HANDWRITING_FONT_FILES), distorted like a hand;
-- ``nondigits``: synthetic non-digits of kinds training never saw (``nondigits.EVALUATION_KINDS``).
+- ``nondigits``: synthetic non-digits of kinds training never saw (``nondigits.EVALUATION_KINDS``);
+- ``blends``: 1,000 pairs of different official test digits averaged into one picture.
 None of them is ever trained on.  Training (``MnistTask``) computes the same figures in-process
 with the service's own preprocessing and writes them into the manifest.
 """
@@ -60,6 +61,7 @@ HANDWRITING_FONT_FILES = (
 FONT_VARIANTS = 8  # distorted renderings of each digit in each font
 NONDIGIT_EVALUATION_COUNT = 2500
 NONDIGIT_EVALUATION_SEED = 8080
+BLEND_COUNT = 1000
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,21 @@ def as_people_send(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def sent_like_people(name: str, digits: np.ndarray, labels: np.ndarray, seed: int) -> PictureSet:
     """``digits`` (uint8 [N, 28, 28], light on dark) as people send them."""
     return PictureSet(name, labels, lambda i: as_people_send(digits[i], np.random.default_rng([seed, i])))
+
+
+def blends(digits: np.ndarray, labels: np.ndarray, count: int = BLEND_COUNT, seed: int = 88) -> PictureSet:
+    """Two different digits averaged into one picture, as people send it: no confident digit."""
+    rng = np.random.default_rng(seed)
+    first, second = rng.integers(len(digits), size=(2, 4 * count))
+    different = labels[first] != labels[second]
+    pairs = list(zip(first[different][:count], second[different][:count], strict=True))
+
+    def draw(index: int) -> np.ndarray:
+        a, b = pairs[index]
+        blend = ((digits[a].astype(np.float32) + digits[b]) / 2).round().astype(np.uint8)
+        return as_people_send(blend, np.random.default_rng([seed, index]))
+
+    return PictureSet("blends", np.full(len(pairs), -1, dtype=np.int64), draw)
 
 
 def raw(name: str, digits: np.ndarray, labels: np.ndarray) -> PictureSet:
@@ -374,6 +391,7 @@ def measure(post: Callable[[list[bytes]], list[dict | None]], data_dir: Path, li
         uci_digits(),
         font_digits(),
         nondigit_evaluation(),
+        blends(digits, labels),
     ]:
         pictures = pictures.head(limit)
         if not len(pictures):
@@ -396,6 +414,7 @@ TARGETS = (
     ("handwriting-font digits, right", "fonts_accuracy", ">=", 0.92),
     ("handwriting-font digits, right when the verdict is `digit`", "fonts_right_when_digit", ">=", 0.98),
     ("non-digits of unseen kinds refused (`not_a_digit`, `uncertain` or 422)", "nondigits_refused", ">=", 0.95),
+    ("blends of two different test digits, refused (`uncertain` or `not_a_digit`)", "blends_refused", ">=", None),
     ("expected calibration error, official test (raw)", "official_raw_ece", "<=", 0.01),
     ("expected calibration error, UCI digits", "uci_ece", "<=", None),
     ("expected calibration error, handwriting fonts", "fonts_ece", "<=", None),

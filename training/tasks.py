@@ -8,7 +8,6 @@ manifest) and in a comment at the spot.
 
 from __future__ import annotations
 
-import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -75,7 +74,7 @@ class Task(ABC):
 # mnist_mlp (seed 000)
 
 
-NONDIGIT = -1  # the target of a synthetic non-digit in a training batch
+NONDIGIT = -1  # the label of a synthetic non-digit in a training batch
 SET_TITLES = {
     "official_raw": "MNIST test",
     "official_as_sent": "MNIST test, as people send it",
@@ -84,14 +83,9 @@ SET_TITLES = {
 }
 
 
-def digits_and_outliers_loss(logits: torch.Tensor, targets: torch.Tensor, outlier_weight: float) -> torch.Tensor:
-    """Cross-entropy on the digits plus, for the non-digits (target NONDIGIT), the cross-entropy to
-    the uniform distribution (outlier exposure, Hendrycks et al. 2019), averaged over the batch."""
-    digit = targets != NONDIGIT
-    loss = F.cross_entropy(logits[digit], targets[digit], reduction="sum")
-    outliers = logits[~digit]
-    loss = loss + outlier_weight * (torch.logsumexp(outliers, dim=1) - outliers.mean(dim=1)).sum()
-    return loss / len(targets)
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to soft targets (``data.SoftTargetBatches``), averaged over the batch."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def _logits(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -117,6 +111,8 @@ class MnistTask(Task):
     # Synthetic non-digits per training digit (outlier exposure), and the weight of their loss.
     nondigit_share: float = 0.25
     outlier_weight: float = 0.5
+    # Share of training digits blended with another digit, and trained towards both.
+    blend_share: float = 0.1
     # Share of held-out digits, drawn as people send them, that the "digit" verdict must keep ...
     digit_acceptance: float = 0.985
     # ... and the share of them that may be called not_a_digit (the rest of the refused are "uncertain").
@@ -137,6 +133,8 @@ class MnistTask(Task):
         "Outlier exposure: synthetic non-digits (letters, symbols, polygons, strokes, scribbles, hatching, "
         "crosses, ticks, noise, textures) are trained towards the uniform distribution, so that a picture "
         "of no digit gets no confident digit.",
+        "A tenth of the training digits are blended with another digit and trained towards both "
+        "(mixup), so that a picture of two digits at once gets an uncertain answer.",
         "The last training images are held out: a temperature fitted on them is folded into the last "
         "layer (calibrated probabilities), and the verdict thresholds are chosen on them.",
     )
@@ -170,14 +168,21 @@ class MnistTask(Task):
 
         classifier = nn.Sequential(networks.Normalize(data.MNIST_MEAN, data.MNIST_STD), networks.MnistMLP())
         classifier.to(settings.device)
-        batches = data.ShuffledBatches(inputs.to(settings.device), targets.to(settings.device), self.batch_size, self.augmentation)
+        batches = data.SoftTargetBatches(
+            inputs.to(settings.device),
+            targets.to(settings.device),
+            self.batch_size,
+            classes=len(self.output.labels),
+            outlier_weight=self.outlier_weight,
+            blend_share=self.blend_share,
+            transform=self.augmentation,
+        )
         epochs = settings.epochs or self.epochs
         optimiser = torch.optim.AdamW(classifier.parameters(), lr=self.max_learning_rate, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=self.max_learning_rate, total_steps=epochs * len(batches)
         )
-        loss = functools.partial(digits_and_outliers_loss, outlier_weight=self.outlier_weight)
-        losses = fit(classifier, batches, loss, optimiser, epochs, scheduler, description=self.name)
+        losses = fit(classifier, batches, soft_cross_entropy, optimiser, epochs, scheduler, description=self.name)
         classifier = classifier.cpu().eval()
 
         # Calibration on held-out digits only (never the test set).
@@ -238,6 +243,7 @@ class MnistTask(Task):
                 "weight_decay": self.weight_decay,
                 "augmentation": str(self.augmentation),
                 "outlier_weight": self.outlier_weight,
+                "blend_share": self.blend_share,
                 "nondigits": len(nondigits_train),
                 "held_out": len(held_set),
             },
@@ -280,6 +286,7 @@ class MnistTask(Task):
             evaluate.uci_digits(),
             evaluate.font_digits(),
             evaluate.nondigit_evaluation(),
+            evaluate.blends(digits, test_set.labels.numpy()),
         ]
         return [pictures.head(settings.test_limit) for pictures in sets if len(pictures)]
 
