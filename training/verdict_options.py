@@ -7,7 +7,7 @@ that keeps 99% of held-out MNIST training digits drawn as people send them (the 
 uses); the table gives, at that threshold, the share refused of the non-digits of kinds training
 never saw and of the training kinds (other pictures), and the share kept of the UCI digits of other
 writers, with the AUROC of digits (held-out) against unseen non-digits.  Detectors:
-- ``msp``: the calibrated maximum probability of the network trained on MNIST alone;
+- ``msp``: the calibrated maximum probability of the network trained on MNIST alone (no non-digits, no blends);
 - ``msp+oe``, ``energy+oe``: the same network trained with outlier exposure on synthetic
   non-digits, scored by its maximum probability or by its energy, logsumexp of the logits
   (Liu et al. 2020);
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = {name: evaluate.prepared(pictures, spec)[0] for name, pictures in sets.items()}
 
     scores: dict[str, dict[str, np.ndarray]] = {}
-    for tag, task in [("", MnistTask(nondigit_share=0.0, outlier_weight=0.0)), ("+oe", MnistTask())]:
+    for tag, task in [("", MnistTask(nondigit_share=0.0, outlier_weight=0.0, blend_share=0.0)), ("+oe", MnistTask())]:
         print(f"training the classifier{tag or ' without outlier exposure'} ...", file=sys.stderr)
         served = task.train(settings).module
         classifier = served[0]
