@@ -1,8 +1,9 @@
 """The inference core's two operations, independent of any protocol.
 
 ``classify_images``: image files -> ``imaging.prepare`` -> one batch -> the model's session ->
-one result per image (label, its probability, every label's probability, model, version; on
-request the prepared picture and an occlusion map, see ``service.explanation``).
+one result per image (label, its probability, every label's probability, model, version, and
+the verdict with its reason when the manifest says how to judge: ``service.verdict``; on request
+the prepared picture and an occlusion map, see ``service.explanation``).
 ``predict``: named float32 arrays checked by ``tensors`` -> the session -> named outputs.
 The HTTP blueprints in ``service.api`` only parse requests into these calls and render the
 results; the Open Inference Protocol (``service.api.v2``) is another such thin layer.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service import explanation, imaging, metrics
+from service import explanation, imaging, metrics, verdict
 from service.errors import InvalidInput, NotAnImageModel, ServiceError
 from service.manifest import TensorSpec
 from service.runtime import LoadedModel
@@ -70,6 +71,7 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload], include: Col
                 "probabilities": {label: float(value) for label, value in zip(labels, row)},
                 "model": model.name,
                 "version": model.number,
+                **verdict.fields(row, labels, model.manifest.verdict),
             }
             | _requested_extras(model, spec, picture, best, include)
         )

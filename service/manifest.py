@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 MODEL_FILENAME = "model.onnx"
@@ -78,6 +78,32 @@ class Bar(_Strict):
         }[self.op]
 
 
+class Verdict(_Strict):
+    """How ``/predict`` judges each picture from the best label's probability (service/verdict.py).
+
+    The probabilities the graph returns are calibrated: ``temperature`` was fitted on held-out
+    data and is already folded into the graph (recorded here for provenance).  A best probability
+    of at least ``digit_at_least`` is a confident answer ("digit"); below ``not_a_digit_below``
+    no label fits ("not_a_digit"); in between the picture holds a label the model cannot pin
+    down ("uncertain").  ``chosen_on`` says which data the temperature and thresholds were
+    chosen on.  A model without this section gets no verdict.
+    """
+
+    method: Literal["max_probability"]
+    digit_at_least: float = Field(gt=0, le=1)
+    not_a_digit_below: float = Field(ge=0, le=1)
+    temperature: float = Field(gt=0)
+    chosen_on: str
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> Verdict:
+        if self.not_a_digit_below > self.digit_at_least:
+            raise ValueError(
+                f"not_a_digit_below ({self.not_a_digit_below}) must not exceed digit_at_least ({self.digit_at_least})"
+            )
+        return self
+
+
 class Training(_Strict):
     seed: int
     epochs: int
@@ -104,6 +130,7 @@ class Manifest(_Strict):
     created: str  # ISO 8601, UTC
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     plots: list[str] = []
+    verdict: Verdict | None = None
 
     @property
     def image_input(self) -> TensorSpec | None:

@@ -201,6 +201,7 @@ def build_manifest(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         sha256=sha256,
         plots=plots,
+        verdict=trained.verdict,
     )
 
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 from service_fixtures import draw_digit, encode
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from service.errors import InvalidImage, NoInk
 from service.imaging import configure_pillow, prepare
@@ -181,3 +181,24 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding():
             prepare(encode(Image.new("L", (4000, 4000), 255)), SPEC)
     finally:
         configure_pillow(max_image_pixels=50_000_000)
+
+
+def thick_ring() -> Image.Image:
+    """A 0 drawn with a marker a quarter as wide as the picture."""
+    image = Image.new("L", (120, 120), 255)
+    ImageDraw.Draw(image).ellipse([10, 10, 110, 110], outline=0, width=30)
+    return image
+
+
+def enlarged_thumbnail() -> Image.Image:
+    """An 8x8 thumbnail of a box, enlarged 12x with bilinear smoothing (a low-resolution scan)."""
+    small = Image.new("L", (8, 8), 255)
+    ImageDraw.Draw(small).rectangle([2, 1, 5, 6], outline=0, width=2)
+    return small.resize((96, 96), Image.Resampling.BILINEAR)
+
+
+@pytest.mark.parametrize("picture", [thick_ring, enlarged_thumbnail], ids=["thick marker", "enlarged thumbnail"])
+def test_strokes_wider_than_a_tenth_of_the_picture_stay_solid(picture):
+    # The paper's lighting must not be estimated from inside the strokes (which hollows them).
+    prepared = prepare(encode(picture()), SPEC)
+    assert np.median(prepared[prepared > 0.2]) > 0.8

@@ -22,12 +22,13 @@ def test_small_model_reaches_its_bar(name):
 
 
 def test_mnist_subset_learns_in_seconds(mnist_dir):
-    # 5,000 training images for 3 epochs: not the 98.5% of the full run, but far above chance (10%).
+    # 5,000 training images (500 held out) for 3 epochs, with the full run's distortions, non-digits
+    # and blends: not the 99% of the full run, but far above chance (10%).
     trained = MnistTask().train(Settings(data_dir=mnist_dir, epochs=3, train_limit=5000, test_limit=1000))
-    assert trained.metrics["test_accuracy"] >= 0.90
+    assert trained.metrics["test_accuracy"] >= 0.85
     assert trained.metrics["test_images"] == 1000
     assert trained.metrics["misclassified"] == pytest.approx(1000 * (1 - trained.metrics["test_accuracy"]))
-    assert set(trained.figures) == {"confusion_matrix.png", "misclassified.png"}
+    assert set(trained.figures) == {"confusion_matrix.png", "misclassified.png", "reliability.png", "accuracy_coverage.png"}
 
 
 def test_served_mnist_model_returns_probabilities_from_raw_pixels(mnist_dir):
