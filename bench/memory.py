@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as log_dir, \
             running(server, port, Path(log_dir)) as process:
         workers = worker_pids(process.pid)
+        time.sleep(3)  # every worker has loaded its models, not only the first that answered
         idle = {pid: rss_mib(pid) for pid in workers}
         print(f"idle RSS per worker: {', '.join(f'{mib:.1f}' for mib in idle.values())} MiB", file=sys.stderr)
         warm = run_block(port, args.clients, seed=0)

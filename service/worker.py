@@ -36,7 +36,6 @@ handling, signals and arbiter protocol, and handles connections its own way:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import html
 import json
