@@ -98,7 +98,6 @@ def _probabilities(served: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([served(chunk) for chunk in images.split(2000)])
 
 
-
 @dataclass
 class MnistTask(Task):
     epochs: int = 24
