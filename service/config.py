@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.repository import model_names
+
 
 # Environment variable -> field name.  The README lists these; keep the two in step.
 ENVIRONMENT_VARIABLES = {
@@ -69,6 +71,59 @@ class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
+def _lowercase_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def integer_variable(name: str, default: int, minimum: int = 1, maximum: int | None = None,
+                     environ: Mapping[str, str] | None = None) -> int:
+    """A whole-number environment variable (for gunicorn.conf.py's own settings); ConfigError if not."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(name, "")
+    if text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        accepted = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"invalid configuration: {name}={text!r}: expected a whole number {accepted}")
+    return value
+
+
+def choice_variable(name: str, default: str, choices: list[str], environ: Mapping[str, str] | None = None) -> str:
+    """An environment variable that must be one of ``choices`` (case-insensitive); ConfigError if not."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(name, "")
+    if text == "":
+        return default
+    if text.lower() not in choices:
+        raise ConfigError(f"invalid configuration: {name}={text!r}: expected one of {', '.join(choices)}")
+    return text.lower()
+
+
+def check_model_repository(root: Path) -> str | None:
+    """ConfigError when MODEL_REPOSITORY is not a folder; a warning when it holds no model.
+
+    A missing folder is a mistake (a typo, the wrong working directory); an empty one may be a
+    volume that a training job has yet to fill, so it only gets a warning.
+    """
+    if not root.is_dir():
+        problem = "is not a folder" if root.exists() else "does not exist"
+        relative = "" if root.is_absolute() else f" (relative to {Path.cwd()})"
+        raise ConfigError(
+            f"invalid configuration: MODEL_REPOSITORY={str(root)!r} {problem}{relative}; "
+            "point it at a model repository such as the committed ./models"
+        )
+    if not model_names(root):
+        return (
+            f"the model repository {root.resolve()} holds no models (no <name>/<version>/ folders): "
+            "every request for a model answers 404 and /readyz 503 until one appears"
+        )
+    return None
+
+
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -108,11 +163,11 @@ class ServiceConfig(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             field_to_variable = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
-            problems = "; ".join(
-                f"{field_to_variable.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
-                for error in exc.errors()
-            )
-            raise ConfigError(f"invalid configuration: {problems}") from exc
+            problems = []
+            for error in exc.errors():
+                variable = field_to_variable.get(str(error["loc"][0]), str(error["loc"][0]))
+                problems.append(f"{variable}={environ.get(variable, '')!r}: {_lowercase_first(error['msg'])}")
+            raise ConfigError(f"invalid configuration: {'; '.join(problems)}") from exc
 
     @property
     def session_threads(self) -> int:

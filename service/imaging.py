@@ -112,6 +112,8 @@ def grayscale(image: Image.Image) -> np.ndarray:
         elif image.mode in ("I", "F"):
             # No fixed range: stretch to [0, 1] (the recipe is insensitive to contrast).
             values = np.asarray(image, dtype=np.float64)
+            if not np.all(np.isfinite(values)):  # float TIFFs can hold them; they would reach the model
+                raise InvalidImage("the image has pixels that are NaN or infinite")
             span = float(values.max() - values.min())
             values = ((values - values.min()) / (span or 1.0)).astype(np.float32)
         else:

@@ -1,24 +1,30 @@
 """The inference core's two operations, independent of any protocol.
 
 ``classify_images``: image files -> ``imaging.prepare`` -> one batch -> the model's session ->
-one result per image (label, its probability, every label's probability, model, version, and
-the verdict with its reason when the manifest says how to judge: ``service.verdict``).
+one result per image (label, its probability, every label's probability, model, version; the
+verdict with its reason when the manifest says how to judge, see ``service.verdict``; on
+request the prepared picture and an occlusion map, see ``service.explanation``).
 ``predict``: named float32 arrays checked by ``tensors`` -> the session -> named outputs.
 The HTTP blueprints in ``service.api`` only parse requests into these calls and render the
-results; another protocol (e.g. Open Inference Protocol v2) would be a similar thin layer.
+results; the Open Inference Protocol (``service.api.v2``) is another such thin layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 
-from service import imaging, metrics, verdict
+from service import explanation, imaging, metrics, verdict
 from service.errors import InvalidInput, NotAnImageModel, ServiceError
 from service.manifest import TensorSpec
 from service.runtime import LoadedModel
 from service.tensors import Batch, images_to_batch
+
+
+# What a client may ask to add to each image result: the picture the model saw, and why it answered.
+IMAGE_RESULT_OPTIONS = ("input", "explanation")
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,10 @@ def image_input_of(model: LoadedModel) -> TensorSpec:
     return spec
 
 
-def classify_images(model: LoadedModel, uploads: list[ImageUpload]) -> list[dict]:
+def classify_images(model: LoadedModel, uploads: list[ImageUpload], include: Collection[str] = ()) -> list[dict]:
+    unknown = sorted(set(include) - set(IMAGE_RESULT_OPTIONS))
+    if unknown:
+        raise InvalidInput(f"unknown include option(s) {unknown}; allowed: {list(IMAGE_RESULT_OPTIONS)}")
     spec = image_input_of(model)
     prepared = []
     for upload in uploads:
@@ -49,12 +58,11 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload]) -> list[dict
             # Name the offending image: in a batch of 30 the client needs to know which one.
             error.message = f"image {upload.name}: {error.message}"
             raise
-    outputs = _run(model, {spec.name: images_to_batch(prepared, spec)})
+    probabilities = _probabilities(model, spec, prepared)
     output_spec = model.manifest.outputs[0]
-    probabilities = outputs[output_spec.name].reshape(len(uploads), -1)
     labels = output_spec.labels or [str(index) for index in range(probabilities.shape[1])]
     results = []
-    for row in probabilities:
+    for picture, row in zip(prepared, probabilities):
         best = int(np.argmax(row))
         results.append(
             {
@@ -65,8 +73,27 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload]) -> list[dict
                 "version": model.number,
                 **verdict.fields(row, labels, model.manifest.verdict),
             }
+            | _requested_extras(model, spec, picture, best, include)
         )
     return results
+
+
+def _requested_extras(
+    model: LoadedModel, spec: TensorSpec, picture: np.ndarray, best: int, include: Collection[str]
+) -> dict:
+    extras = {}
+    if "input" in include:
+        extras["input"] = explanation.picture_data_url(picture)
+    if "explanation" in include:
+        occlusion = explanation.occlusion_map(picture, best, lambda batch: _probabilities(model, spec, batch))
+        extras["explanation"] = np.round(occlusion, 4).tolist()  # 4 decimals: a map, not a measurement
+    return extras
+
+
+def _probabilities(model: LoadedModel, spec: TensorSpec, pictures: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Prepared pictures [n, h, w] -> the first output as [n, labels]."""
+    outputs = _run(model, {spec.name: images_to_batch(pictures, spec)})
+    return outputs[model.manifest.outputs[0].name].reshape(len(pictures), -1)
 
 
 def predict(model: LoadedModel, inputs: dict[str, Batch]) -> tuple[dict[str, np.ndarray], bool]:

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 MODEL_FILENAME = "model.onnx"
@@ -37,6 +37,16 @@ class ImageSpec(_Strict):
     height: int = Field(gt=0)
     width: int = Field(gt=0)
     channels: int = Field(gt=0)
+    # The pixel values the graph takes, [low, high]: ink 0..255 is mapped onto it, and numbers
+    # outside it are refused.  Manifests written before this field existed mean [0, 1].
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("value_range")
+    @classmethod
+    def _low_below_high(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"value_range must be [low, high] with low < high, got {list(value)}")
+        return value
 
 
 class TensorSpec(_Strict):

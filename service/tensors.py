@@ -2,9 +2,11 @@
 
 JSON numbers arrive as nested Python lists that may hold anything: null, strings, booleans,
 objects, ragged rows, numbers too large for float32.  ``from_json`` walks them once and names
-the first offending position; ``from_npy`` reads the compact binary form.  ``fit_to_spec`` then
-checks the shape against the manifest (batch axis -1 free, the other axes fixed) and adds the
-batch axis to a single unbatched sample.  Nothing here knows HTTP.
+the first offending position; ``from_npy`` reads the compact binary form, and ``from_array`` is
+its dtype rule (float32, or uint8 pixels for image inputs) for any protocol's binary arrays.
+``fit_to_spec`` then checks the shape against the manifest (batch axis -1 free, the other axes
+fixed), the pixel values of an image input against its declared range, and adds the batch axis to
+a single unbatched sample.  Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import InvalidInput, MalformedRequest, TooLarge
-from service.manifest import TensorSpec
+from service.manifest import ImageSpec, TensorSpec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # No model here has more axes than this; deeper nesting is an error, not a recursion crash.
@@ -93,25 +95,65 @@ def _kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def from_npy(data: bytes, image_input: bool) -> np.ndarray:
-    """A .npy file (float32, or uint8 pixels 0..255 for image inputs) -> float32 array."""
+NPY_MAGIC = b"\x93NUMPY"
+# What people send by mistake, recognised by its first bytes, and what to do instead.
+_OTHER_FORMATS = [
+    (b"\x89PNG", "a PNG image; send pictures to POST /predict"),
+    (b"\xff\xd8\xff", "a JPEG image; send pictures to POST /predict"),
+    (b"GIF8", "a GIF image; send pictures to POST /predict"),
+    (b"PK\x03\x04", "a zip archive (an .npz?); send a single array saved with numpy.save"),
+    (b"{", 'JSON; send it with Content-Type: application/json as {"inputs": ...}'),
+]
+
+
+def from_npy(data: bytes, image: ImageSpec | None) -> np.ndarray:
+    """A .npy file (float32, or uint8 pixels 0..255 for image inputs) -> float32 array.
+
+    Only the .npy format is read, never a pickle: numpy.load would try to unpickle anything
+    that is not .npy, and its error message suggests doing so.
+    """
     if not data:
         raise MalformedRequest("the request body is empty; expected a .npy array")
+    if not data.startswith(NPY_MAGIC):
+        looks_like = next((what for magic, what in _OTHER_FORMATS if data.lstrip().startswith(magic)), None)
+        raise MalformedRequest(
+            "the body is not a .npy array (the format numpy.save writes)"
+            + (f"; it looks like {looks_like}" if looks_like else "")
+        )
     try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
-        raise MalformedRequest(f"the body is not a valid .npy array: {exc}") from None
-    if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for .npz
-        raise MalformedRequest("the body is an .npz archive; send a single .npy array")
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InvalidInput(
+                "the .npy array holds Python objects, which are never unpickled here; "
+                "send float32 (or uint8 pixels for image inputs)"
+            ) from None
+        raise MalformedRequest(f"the body is a damaged .npy array: {exc}") from None
+    # MemoryError: a header that claims a huge shape makes numpy allocate it before reading.
+    except (OSError, EOFError, TypeError, MemoryError) as exc:
+        raise MalformedRequest(f"the body is a damaged .npy array: {exc}") from None
+    return from_array(array, image)
+
+
+def from_array(array: np.ndarray, image: ImageSpec | None, where: str = "the array") -> np.ndarray:
+    """A binary array (float32, or uint8 pixels 0..255 for image inputs) -> checked float32."""
     if array.dtype == np.uint8:
-        if not image_input:
-            raise InvalidInput("uint8 arrays are accepted only for image inputs (pixels 0..255)")
-        return array.astype(np.float32) / 255.0
+        if image is None:
+            raise InvalidInput(f"{where}: uint8 is accepted only for image inputs (pixels 0..255)")
+        return scale_pixels(array.astype(np.float32) / 255.0, image)
     if array.dtype != np.float32:
-        raise InvalidInput(f"the array's dtype is {array.dtype}; send float32 (or uint8 pixels for image inputs)")
+        raise InvalidInput(f"{where} has dtype {array.dtype}; send float32 (or uint8 pixels for image inputs)")
     if array.size == 0:
-        raise InvalidInput(f"the array is empty (shape {list(array.shape)})")
-    return _finite_float32(array, "the array")
+        raise InvalidInput(f"{where} is empty (shape {list(array.shape)})")
+    return _finite_float32(array, where)
+
+
+def scale_pixels(unit: np.ndarray, image: ImageSpec) -> np.ndarray:
+    """Pixels in [0, 1] (from uint8 or the imaging recipe) -> the input's declared value range."""
+    low, high = image.value_range
+    if (low, high) == (0.0, 1.0):
+        return unit
+    return (low + unit * (high - low)).astype(np.float32)
 
 
 def _finite_float32(array: np.ndarray, where: str) -> np.ndarray:
@@ -129,28 +171,51 @@ class Batch:
     unbatched: bool
 
 
-def fit_to_spec(array: np.ndarray, spec: TensorSpec, max_batch_size: int) -> Batch:
-    """Check ``array`` against the input's shape; a single sample may omit the batch axis."""
+def fit_to_spec(array: np.ndarray, spec: TensorSpec, max_batch_size: int, allow_unbatched: bool = True) -> Batch:
+    """Check ``array`` against the input's shape; a single sample may omit the batch axis if allowed."""
     sample_shape = spec.shape[1:]
     received = list(array.shape)
-    unbatched = array.ndim == len(sample_shape)
+    unbatched = allow_unbatched and array.ndim == len(sample_shape)
     if unbatched:
         array = array[np.newaxis]
     if array.ndim != len(spec.shape) or any(
         expected != -1 and actual != expected for actual, expected in zip(array.shape[1:], sample_shape)
     ):
-        raise InvalidInput(
-            f"input {spec.name!r} must have shape {spec.shape} (-1 = any size; the batch axis may be "
-            f"left out for one sample), got {received}"
-        )
+        hint = "; the batch axis may be left out for one sample" if allow_unbatched else ""
+        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape} (-1 = any size{hint}), got {received}")
     if array.shape[0] == 0:
         raise InvalidInput(f"input {spec.name!r} has an empty batch")
     if array.shape[0] > max_batch_size:
         raise TooLarge(f"{array.shape[0]} samples in one request; the limit is {max_batch_size}")
+    if spec.image is not None:
+        _check_value_range(array, spec.name, spec.image)
     return Batch(array, unbatched)
 
 
+# Float32 rounding of values computed by the client (e.g. x / 255) may land a hair outside.
+_RANGE_SLACK = 1e-6
+
+
+def _check_value_range(array: np.ndarray, name: str, image: ImageSpec) -> None:
+    """Pixels outside the declared range give an answer without meaning: refuse them."""
+    low, high = image.value_range
+    slack = _RANGE_SLACK * (high - low)
+    smallest, largest = float(array.min()), float(array.max())
+    if smallest >= low - slack and largest <= high + slack:
+        return
+    hint = ""
+    if (low, high) == (0.0, 1.0) and largest > 1.0 and smallest >= 0.0 and largest <= 255.0:
+        hint = "; these look like 0..255 pixels: divide them by 255, or send them as a uint8 .npy array"
+    raise InvalidInput(
+        f"input {name!r} takes pixel values in [{low:g}, {high:g}] (see GET /models/<name>), "
+        f"got values from {smallest:g} to {largest:g}{hint}"
+    )
+
+
 def images_to_batch(images: list[np.ndarray], spec: TensorSpec) -> np.ndarray:
-    """Prepared [h, w] images -> the input's batch shape (e.g. [N, 1, 28, 28] or [N, 784])."""
+    """Prepared [h, w] images in [0, 1] -> the input's batch shape (e.g. [N, 1, 28, 28] or [N, 784])
+    and value range."""
     stacked = np.stack(images).astype(np.float32)
+    if spec.image is not None:
+        stacked = scale_pixels(stacked, spec.image)
     return stacked.reshape((len(images), *spec.shape[1:]))

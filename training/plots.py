@@ -13,21 +13,38 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+LOG_EPOCHS_ABOVE = 100
+
 
 def save(figure: Figure, path: Path) -> None:
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def loss_curve(losses: Sequence[float], title: str) -> Figure:
+def loss_curve(training: Sequence[float], held_out: Sequence[float], title: str) -> Figure:
+    """Loss per epoch: the training loss, and the held-out loss when there is one.
+
+    The y axis is logarithmic when the loss falls through more than a decade; the x axis when the
+    run is longer than ``LOG_EPOCHS_ABOVE`` epochs, since the seeds' full-batch fits do nearly all
+    of their learning in the first few dozen steps and would otherwise show a long flat line.
+    """
     figure = Figure(figsize=(6, 4))
     axes = figure.subplots()
-    values = np.asarray(losses, dtype=float)
-    # Log scale shows the many decades a loss falls through; a loss of exactly 0 has no place on it.
-    values[values <= 0] = np.nan
-    axes.plot(np.arange(1, len(values) + 1), values)
-    axes.set_yscale("log")
-    axes.set(title=title, xlabel="epoch", ylabel="training loss")
+    curves = [("training", training)] + ([("held-out", held_out)] if held_out else [])
+    positive = np.concatenate([np.asarray(values, dtype=float) for _, values in curves])
+    positive = positive[positive > 0]
+    log_loss = positive.size > 0 and positive.max() > 10 * positive.min()
+    for label, values in curves:
+        values = np.asarray(values, dtype=float)
+        if log_loss:
+            values[values <= 0] = np.nan  # a loss of exactly 0 has no place on a log axis
+        axes.plot(np.arange(1, len(values) + 1), values, label=label)
+    if log_loss:
+        axes.set_yscale("log")
+    if len(training) > LOG_EPOCHS_ABOVE:
+        axes.set_xscale("log")
+    axes.set(title=title, xlabel="epoch", ylabel="mean loss per example")
+    axes.legend(title=None if held_out else "no examples held out")
     axes.grid(True, alpha=0.3)
     return figure
 

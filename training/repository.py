@@ -4,6 +4,9 @@ A version is staged in a temporary folder inside the model's folder (``.tmp-*``,
 ignores), every file is fsync'd, and the folder is renamed to the next free version number: a
 rename within one file system is atomic.  If another writer took that number first, the next one is
 taken.  Whatever goes wrong before the rename, the staging folder is removed and nothing changes.
+
+Pruning is opt-in (``--keep N``) and never deletes a version that git tracks: the committed
+versions belong to the checkout, not to the training runs, and deleting them would leave it dirty.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,20 +67,56 @@ def commit(folder: Path, model_dir: Path, manifest: Manifest) -> int:
         return version
 
 
+def writable_problem(model_dir: Path) -> str | None:
+    """Why a version could not be written into ``model_dir`` (created if need be); None if it could.
+
+    Probed by creating and removing a staging folder in the nearest folder that exists, so nothing
+    is left behind (an empty model folder would show up in the service as a model without versions).
+    """
+    existing = Path(model_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot write the model repository: {existing} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}preflight-", dir=existing))
+    except OSError as error:
+        return f"cannot write the model repository: {existing}: {error.strerror or error}"
+    return None
+
+
 def prune(model_dir: Path, keep: int, protect: int) -> list[int]:
-    """Delete all but the newest ``keep`` versions, never ``protect``; returns the versions deleted.
+    """Delete all but the newest ``keep`` versions, never ``protect`` nor a version git tracks;
+    returns the versions deleted.
 
     Each old version is first renamed to a staging name, so a reader sees it either whole or gone.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
     versions = version_numbers(model_dir)
-    doomed = [version for version in versions[:-keep] if version != protect]
+    tracked = git_tracked_versions(model_dir)
+    doomed = [version for version in versions[:-keep] if version != protect and version not in tracked]
     for version in doomed:
         hidden = model_dir / f"{STAGING_PREFIX}pruned-{version}-{os.getpid()}"
         os.rename(model_dir / str(version), hidden)
         shutil.rmtree(hidden)
     return doomed
+
+
+def git_tracked_versions(model_dir: Path) -> set[int]:
+    """Versions with files in git's index: none outside a git work tree (or without git), every
+    version when git is there but cannot answer (e.g. a repository owned by another user)."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(model_dir), "ls-files", "-z", "--", "."],
+            capture_output=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    if listed.returncode != 0:
+        return set() if b"not a git repository" in listed.stderr else set(version_numbers(model_dir))
+    top_folders = {path.split("/", 1)[0] for path in listed.stdout.decode(errors="replace").split("\0") if path}
+    return {int(name) for name in top_folders if name.isdigit()}
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -22,7 +22,7 @@ from torch import nn
 
 from service.manifest import Bar, ImageSpec, TensorSpec, Verdict
 from training import calibration, data, evaluate, networks, nondigits, plots
-from training.fit import fit
+from training.fit import Convergence, fit
 
 Hyperparameters = dict[str, float | int | str | bool]
 
@@ -52,6 +52,8 @@ class Trained:
     hyperparameters: Hyperparameters
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure, besides the loss curve
     verdict: Verdict | None = None  # how the service judges each picture (image models only)
+    # Loss per epoch on examples kept out of training (fit.HeldOut); empty when a task has none.
+    held_out_losses: list[float] = field(default_factory=list)
 
 
 class Task(ABC):
@@ -65,6 +67,9 @@ class Task(ABC):
     def train(self, settings: Settings) -> Trained:
         torch.manual_seed(settings.seed)  # per task, so a model does not depend on which others ran
         return self._train(settings)
+
+    def preflight(self, settings: Settings) -> None:
+        """Raise (e.g. DatasetNotFound) if something this task needs is missing; run before any training."""
 
     @abstractmethod
     def _train(self, settings: Settings) -> Trained: ...
@@ -151,6 +156,10 @@ class MnistTask(Task):
         description="Calibrated probability of each digit (softmax over the ten classes)",
         labels=[str(digit) for digit in range(10)],
     )
+
+    def preflight(self, settings: Settings) -> None:
+        for train in (True, False):
+            data.load_mnist(settings.data_dir, train=train, download=settings.download, limit=1)
 
     def _train(self, settings: Settings) -> Trained:
         everything = data.load_mnist(settings.data_dir, train=True, download=settings.download, limit=settings.train_limit)
@@ -323,7 +332,8 @@ class MnistTask(Task):
 
 # ---------------------------------------------------------------------------------------------
 # The small regression seeds: all their data is one batch, trained full-batch on MSE, and one
-# epoch is one gradient step, as in the notebooks.
+# epoch is one gradient step, as in the notebooks.  ``epochs`` is a budget: training stops once
+# the loss has stopped falling (fit.Convergence).
 
 
 @dataclass
@@ -352,14 +362,19 @@ class RegressionTask(Task):
         else:
             optimiser = torch.optim.Adam(model.parameters(), lr=self.learning_rate)
         full_batch = [(inputs.to(settings.device), targets.to(settings.device))]
-        losses = fit(model, full_batch, F.mse_loss, optimiser, epochs, description=self.name)
+        # These seeds have no examples to hold out: all of their data is the one training batch.
+        losses = fit(model, full_batch, F.mse_loss, optimiser, epochs, description=self.name, convergence=Convergence())
 
         served = self.served_module(model).cpu().eval()
         metrics = self.metrics(served, inputs, targets)
         # Parity inputs: the training rows and 60 more around them, so the check is not only on 1-5 rows.
         scales = torch.empty(60, inputs.shape[1]).uniform_(0.5, 1.5)
         example = torch.cat([inputs, inputs[torch.randint(len(inputs), (60,))] * scales])
-        hyperparameters: Hyperparameters = {"optimiser": self.optimiser, "learning_rate": self.learning_rate}
+        hyperparameters: Hyperparameters = {
+            "optimiser": self.optimiser,
+            "learning_rate": self.learning_rate,
+            "max_epochs": epochs,  # stopped sooner once converged: see training.epochs
+        }
         if self.optimiser == "SGD":
             hyperparameters["momentum"] = self.momentum
         return Trained(
@@ -369,7 +384,7 @@ class RegressionTask(Task):
             metrics=metrics,
             description=self.describe(metrics),
             data=self.data_description,
-            epochs=epochs,
+            epochs=len(losses),
             hyperparameters=hyperparameters,
             figures=self.figures(served, inputs, targets),
         )

@@ -23,13 +23,16 @@ def config() -> ServiceConfig:
 
 
 def register_blueprints(app: Flask, service_config: ServiceConfig) -> None:
-    from service.api import admin, health, metrics, models, observability, predict
+    from service.api import admin, health, metrics, models, observability, openapi, page, predict, v2
 
     observability.register(app)
     app.register_blueprint(predict.blueprint)
     app.register_blueprint(models.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(v2.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(page.blueprint)
     # No token, no admin endpoints at all: they answer 404 like any unknown path.
     if service_config.admin_token:
         app.register_blueprint(admin.blueprint)

@@ -11,8 +11,9 @@ import hmac
 from flask import Blueprint, request
 
 from service.api import config, registry
+from service.api.bodies import render
 from service.errors import Unauthorized
-from service.jsonio import json_response
+from service.schemas import Refreshed
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -30,6 +31,6 @@ def require_token():
 @blueprint.post("/refresh")
 def refresh():
     registry().refresh()
-    return json_response(
-        {"models": {name: state.served.number if state.served else None for name, state in registry().states().items()}}
+    return render(
+        Refreshed(models={name: state.served.number if state.served else None for name, state in registry().states().items()})
     )

@@ -1,15 +1,22 @@
-"""Reading request bodies: JSON with or without a JSON content type, base64 images."""
+"""Request and response bodies: JSON with or without a JSON content type, validated against and
+rendered from the models of ``service.schemas``; base64 images."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from flask import request
+from flask import Response, request
+from pydantic import BaseModel, ValidationError
 
-from service.errors import InvalidInput, MalformedRequest, UnsupportedMediaType
+from service.errors import InvalidInput, MalformedRequest, ServiceError, UnsupportedMediaType
+from service.jsonio import json_response
+
+Body = TypeVar("Body", bound=BaseModel)
+# Errors a schema names by code (see service.schemas); any other wrong type is a malformed request.
+_ERRORS_BY_CODE: dict[str, type[ServiceError]] = {error.code: error for error in (InvalidInput, MalformedRequest)}
 
 
 def is_json_request() -> bool:
@@ -23,7 +30,11 @@ def _refuse_constant(name: str) -> Any:
 
 
 def json_body() -> Any:
-    data = request.get_data()  # raises 413 when over MAX_CONTENT_LENGTH, before reading
+    return parse_json(request.get_data())  # get_data raises 413 when over MAX_CONTENT_LENGTH, before reading
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON bytes -> a value; NaN and Infinity refused (they are not JSON, and not numbers to run)."""
     if not data.strip():
         raise MalformedRequest("the request body is empty; expected a JSON object")
     try:
@@ -32,20 +43,39 @@ def json_body() -> Any:
         raise MalformedRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def json_object(allowed: set[str]) -> dict[str, Any]:
-    payload = json_body()
-    if not isinstance(payload, dict):
-        raise InvalidInput(f"the JSON body must be an object with keys {sorted(allowed)}")
-    unknown = set(payload) - allowed
+def parse(schema: type[Body], payload: Any) -> Body:
+    """A decoded JSON value validated against a request model; a 4xx naming the key otherwise."""
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        raise _request_error(schema, exc.errors(include_url=False)) from None
+
+
+def _request_error(schema: type[BaseModel], errors: list[dict]) -> ServiceError:
+    allowed = sorted(schema.model_fields)
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
     if unknown:
-        raise InvalidInput(f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return payload
+        return InvalidInput(f"unknown keys {unknown}; allowed: {allowed}")
+    error = errors[0]
+    if not error["loc"]:
+        return InvalidInput(f"the JSON body must be an object with keys {allowed}")
+    key, *index = error["loc"]
+    if error["type"] == "missing":
+        return InvalidInput(f'the JSON body needs "{key}"')
+    # As clients write it: "image" for a key, images[1] for an item of a list.
+    where = f"{key}{''.join(f'[{i}]' for i in index)}" if index else f'"{key}"'
+    if error["type"] in _ERRORS_BY_CODE:
+        return _ERRORS_BY_CODE[error["type"]](f"{where} {error['msg']}")
+    return MalformedRequest(f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}")
 
 
-def decode_base64(text: Any, where: str) -> bytes:
+def render(body: BaseModel, status: int = 200) -> Response:
+    """A response model as JSON (json_response: never NaN)."""
+    return json_response(body.model_dump(), status)
+
+
+def decode_base64(text: str, where: str) -> bytes:
     """A base64 string, optionally a data URL ("data:image/png;base64,...") -> bytes."""
-    if not isinstance(text, str):
-        raise InvalidInput(f"{where} must be a base64 string, not {type(text).__name__}")
     if text.startswith("data:"):
         header, comma, text = text.partition(",")
         if not comma or not header.endswith(";base64"):
@@ -63,6 +93,9 @@ def decode_base64(text: Any, where: str) -> bytes:
 
 
 def unsupported(accepted: list[str]) -> UnsupportedMediaType:
+    hint = ""
+    if request.mimetype == "application/x-www-form-urlencoded" and "application/json" in accepted:
+        hint = " (what curl -d sends: add -H 'Content-Type: application/json')"
     return UnsupportedMediaType(
-        f"Content-Type {request.mimetype!r} is not accepted here; use one of {', '.join(accepted)}"
+        f"Content-Type {request.mimetype!r} is not accepted here{hint}; use one of {', '.join(accepted)}"
     )

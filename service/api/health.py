@@ -10,14 +10,15 @@ from __future__ import annotations
 from flask import Blueprint
 
 from service.api import registry
-from service.jsonio import json_response
+from service.api.bodies import render
+from service.schemas import Liveness, Readiness
 
 blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
 def alive():
-    return json_response({"status": "alive"})
+    return render(Liveness(status="alive"))
 
 
 @blueprint.get("/readyz")
@@ -26,5 +27,5 @@ def ready():
     serving = {name: state.served.number for name, state in states.items() if state.served}
     missing = registry().not_ready()
     if missing:
-        return json_response({"status": "not_ready", "models": serving, "not_ready": missing}, 503)
-    return json_response({"status": "ready", "models": serving})
+        return render(Readiness(status="not_ready", models=serving, not_ready=missing), 503)
+    return render(Readiness(status="ready", models=serving))

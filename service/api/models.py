@@ -8,7 +8,8 @@ Inputs: for a model with one input, ``"inputs"`` is a nested list (a batch, or o
 the batch axis left out, answered the same way); with several inputs, an object by input name.
 Outputs mirror that: a nested list for one output, an object by output name otherwise.
 ``Content-Type: application/x-npy`` sends one input as a .npy array (float32, or uint8 pixels
-0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy.
+0..255 for image inputs); ``Accept: application/x-npy`` answers a single output as .npy, and an
+``Accept`` that allows neither JSON nor .npy is answered 406.
 """
 
 from __future__ import annotations
@@ -21,56 +22,56 @@ from flask import Blueprint, Response, g, request
 from service.api import bodies, config, registry
 from service.errors import InvalidInput, NotAcceptable
 from service.inference import predict
-from service.jsonio import json_response
 from service.registry import ModelState
 from service.runtime import LoadedModel
+from service.schemas import LoadError, ModelDetail, ModelList, ModelSummary, NumbersRequest, NumbersResponse
 from service.tensors import fit_to_spec, from_json, from_npy
 
 blueprint = Blueprint("models", __name__)
 
+JSON = "application/json"
 NPY = "application/x-npy"
 
 
 @blueprint.get("/models")
 def list_models():
-    return json_response({"models": [_summary(state) for state in registry().states().values()]})
+    return bodies.render(ModelList(models=[_summary(state) for state in registry().states().values()]))
 
 
 @blueprint.get("/models/<name>")
 def describe_model(name: str):
     state = registry().state(name)
     served = state.served
-    detail = _summary(state)
-    detail.update(
-        requested_providers=served.requested_providers if served else None,
-        providers=served.providers if served else None,
-        inputs=[spec.model_dump() for spec in served.manifest.inputs] if served else None,
-        outputs=[spec.model_dump() for spec in served.manifest.outputs] if served else None,
-        manifest=served.manifest.model_dump(mode="json") if served else None,
+    return bodies.render(
+        ModelDetail(
+            **dict(_summary(state)),
+            requested_providers=served.requested_providers if served else None,
+            providers=served.providers if served else None,
+            inputs=served.manifest.inputs if served else None,
+            outputs=served.manifest.outputs if served else None,
+            manifest=served.manifest if served else None,
+        )
     )
-    return json_response(detail)
 
 
-def _summary(state: ModelState) -> dict:
+def _summary(state: ModelState) -> ModelSummary:
     served = state.served
-    return {
-        "name": state.name,
-        "served_version": served.number if served else None,
-        "versions_on_disk": state.versions_on_disk,
-        "provider": served.providers[0] if served else None,
-        "provider_fallback": served.provider_fallback if served else None,
-        "accepts_images": bool(served and served.manifest.image_input),
-        "load_errors": [
-            {"version": failure.version, "error": failure.reason} for failure in state.failures.values()
-        ],
-    }
+    return ModelSummary(
+        name=state.name,
+        served_version=served.number if served else None,
+        versions_on_disk=state.versions_on_disk,
+        provider=served.providers[0] if served else None,
+        provider_fallback=served.provider_fallback if served else None,
+        accepts_images=bool(served and served.manifest.image_input),
+        load_errors=[LoadError(version=failure.version, error=failure.reason) for failure in state.failures.values()],
+    )
 
 
 @blueprint.post("/models/<name>/predict")
 def predict_numbers(name: str):
     model = registry().get(name)
     g.model, g.version = model.name, model.number
-    wants_npy = _wants_npy()
+    wants_npy = _answer_type() == NPY
     if wants_npy and len(model.manifest.outputs) != 1:
         raise NotAcceptable(f"{NPY} answers carry one array; model {name!r} has several outputs")
     inputs = _read_inputs(model)
@@ -81,12 +82,12 @@ def predict_numbers(name: str):
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
         return Response(buffer.getvalue(), mimetype=NPY)
     rendered = {output: value.tolist() for output, value in outputs.items()}
-    return json_response(
-        {
-            "model": model.name,
-            "version": model.number,
-            "outputs": next(iter(rendered.values())) if len(rendered) == 1 else rendered,
-        }
+    return bodies.render(
+        NumbersResponse(
+            model=model.name,
+            version=model.number,
+            outputs=next(iter(rendered.values())) if len(rendered) == 1 else rendered,
+        )
     )
 
 
@@ -95,13 +96,10 @@ def _read_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
     if request.mimetype == NPY:
         if len(specs) != 1:
             raise InvalidInput(f"a {NPY} body carries one array; model {model.name!r} has {len(specs)} inputs")
-        return {specs[0].name: from_npy(request.get_data(), image_input=specs[0].image is not None)}
+        return {specs[0].name: from_npy(request.get_data(), specs[0].image)}
     if not bodies.is_json_request():
-        raise bodies.unsupported(["application/json", NPY])
-    payload = bodies.json_object({"inputs"})
-    if "inputs" not in payload:
-        raise InvalidInput('the JSON body needs "inputs"')
-    inputs = payload["inputs"]
+        raise bodies.unsupported([JSON, NPY])
+    inputs = bodies.parse(NumbersRequest, bodies.json_body()).inputs
     if len(specs) == 1:
         return {specs[0].name: from_json(inputs, "inputs")}
     if not isinstance(inputs, dict) or set(inputs) != {spec.name for spec in specs}:
@@ -110,6 +108,11 @@ def _read_inputs(model: LoadedModel) -> dict[str, np.ndarray]:
     return {spec.name: from_json(inputs[spec.name], f"inputs.{spec.name}") for spec in specs}
 
 
-def _wants_npy() -> bool:
-    accept = request.accept_mimetypes
-    return accept.quality(NPY) > accept.quality("application/json")
+def _answer_type() -> str:
+    """JSON, or .npy when the client prefers it; 406 when its Accept allows neither."""
+    answer = request.accept_mimetypes.best_match([JSON, NPY]) if request.headers.get("Accept") else JSON
+    if answer is None:
+        raise NotAcceptable(
+            f"Accept: {request.headers['Accept']} allows neither answer this endpoint gives: {JSON} or {NPY}"
+        )
+    return answer

@@ -9,6 +9,10 @@ else the configured default):
 
 One image gives one result object; two or more give ``{"results": [...]}`` in request order
 ("image" first, then "images"; form files in form order, files sharing a field name together).
+
+``?include=input,explanation`` (or an ``include`` form field or JSON key, a list or a comma-
+separated string) adds to every result the picture the model saw and an occlusion map
+(``service.explanation``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from service import metrics
 from service.api import bodies, config, registry
 from service.errors import MalformedRequest, TooLarge
 from service.inference import ImageUpload, classify_images
-from service.jsonio import json_response
+from service.schemas import ImageResult, ImageResults, ImagesJson
 
 blueprint = Blueprint("predict", __name__)
 
@@ -29,17 +33,18 @@ ACCEPTED = ["multipart/form-data", "application/json", *RAW_IMAGE_TYPES]
 
 @blueprint.post("/predict")
 def predict_digits():
-    uploads, model_in_body = _read_uploads()
+    uploads, model_in_body, include_in_body = _read_uploads()
     name = request.args.get("model") or model_in_body or config().default_image_model
     model = registry().get(name)
     g.model, g.version, g.images = model.name, model.number, len(uploads)
     metrics.IMAGES_PER_REQUEST.observe(len(uploads))
-    results = classify_images(model, uploads)
-    return json_response(results[0] if len(results) == 1 else {"results": results})
+    include = _include_options(request.args.getlist("include") + include_in_body)
+    results = [ImageResult.model_validate(result) for result in classify_images(model, uploads, include)]
+    return bodies.render(results[0] if len(results) == 1 else ImageResults(results=results))
 
 
-def _read_uploads() -> tuple[list[ImageUpload], str | None]:
-    """The images in the request, and the model named inside the body (if any)."""
+def _read_uploads() -> tuple[list[ImageUpload], str | None, list[str]]:
+    """The images in the request, and the model and include options named inside the body."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         files = list(request.files.items(multi=True))
@@ -47,35 +52,30 @@ def _read_uploads() -> tuple[list[ImageUpload], str | None]:
             raise MalformedRequest("the form holds no files; attach one or more images")
         _check_image_count(len(files))  # before reading any of them
         uploads = [ImageUpload(repr(file.filename or field), file.read()) for field, file in files]
-        return uploads, request.form.get("model")
+        return uploads, request.form.get("model"), request.form.getlist("include")
     if mimetype.startswith("image/") or mimetype == "application/octet-stream" or (
         mimetype == "" and not _looks_like_json()
     ):
         data = request.get_data()
         if not data:
             raise MalformedRequest("the request body is empty; send an image")
-        return [ImageUpload("in the body", data)], None
+        return [ImageUpload("in the body", data)], None, []
     if bodies.is_json_request():
-        payload = bodies.json_object({"image", "images", "model"})
-        uploads = []
-        if "image" in payload:
-            uploads.append(ImageUpload('"image"', bodies.decode_base64(payload["image"], '"image"')))
-        if "images" in payload:
-            images = payload["images"]
-            if not isinstance(images, list):
-                raise MalformedRequest('"images" must be a list of base64 strings')
-            _check_image_count(len(uploads) + len(images))  # before decoding any of them
-            uploads += [
-                ImageUpload(f"images[{index}]", bodies.decode_base64(text, f"images[{index}]"))
-                for index, text in enumerate(images)
-            ]
-        if not uploads:
+        body = bodies.parse(ImagesJson, bodies.json_body())
+        named = ([('"image"', body.image)] if body.image is not None else []) + [
+            (f"images[{index}]", text) for index, text in enumerate(body.images or [])
+        ]
+        if not named:
             raise MalformedRequest('the JSON body has no "image" or "images"')
-        model = payload.get("model")
-        if model is not None and not isinstance(model, str):
-            raise MalformedRequest('"model" must be a string')
-        return uploads, model
+        _check_image_count(len(named))  # before decoding any of them
+        uploads = [ImageUpload(name, bodies.decode_base64(text, name)) for name, text in named]
+        return uploads, body.model, body.include or []
     raise bodies.unsupported(ACCEPTED)
+
+
+def _include_options(values: list[str]) -> set[str]:
+    # "input,explanation", or the option repeated; the inference core checks the names.
+    return {name.strip() for value in values for name in value.split(",") if name.strip()}
 
 
 def _check_image_count(count: int) -> None:

@@ -9,6 +9,7 @@ batches.  The service's preprocessing (the MNIST recipe) has to undo all of that
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from service.manifest import read_manifest
 from service.repository import version_numbers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+DATASETS = Path(os.environ.get("MNIST_DATA_DIR") or REPO_ROOT.parent / "shared" / "datasets")
 MNIST_RAW = DATASETS / "MNIST" / "raw"
 MODELS = REPO_ROOT / "models"
 IMAGE_MODEL = "mnist_mlp"

@@ -23,6 +23,19 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def npy_claiming(shape: tuple[int, ...]) -> bytes:
+    """A .npy header claiming ``shape``, followed by almost no data."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode().ljust(117) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(12)
+
+
+def float_image(value: float) -> bytes:
+    """A 32-bit float TIFF with one stroke of ``value``."""
+    pixels = np.zeros((32, 32), np.float32)
+    pixels[8:24, 14:18] = value
+    return encode(Image.fromarray(pixels, "F"), "TIFF")
+
+
 def bomb() -> bytes:
     """A tiny PNG that decodes to 400 megapixels."""
     return encode(Image.new("1", (20_000, 20_000), 1), optimize=True)
@@ -59,6 +72,9 @@ CASES = [
      "empty"),
     ("unsupported type", "post", LINEAR, {"data": "x=1", "content_type": "text/plain"}, 415,
      "unsupported_media_type", "text/plain"),
+    ("curl -d without a JSON type", "post", LINEAR,
+     {"data": '{"inputs": [[1, 2, 3]]}', "content_type": "application/x-www-form-urlencoded"}, 415,
+     "unsupported_media_type", "what curl -d sends: add -H 'Content-Type: application/json'"),
     ("too many rows", "post", LINEAR, {"json": {"inputs": [[1, 2, 3]] * 1025}}, 413, "too_large", "1025"),
     # /models/<name>/predict: .npy
     ("npy float64", "post", LINEAR, {"data": npy(np.ones((2, 3))), "content_type": "application/x-npy"}, 422,
@@ -69,13 +85,33 @@ CASES = [
      {"data": npy(np.array([[np.nan, 1, 2]], np.float32)), "content_type": "application/x-npy"}, 422,
      "invalid_input", "NaN"),
     ("npy object array", "post", LINEAR,
-     {"data": npy(np.array([[1, "a", None]], dtype=object)), "content_type": "application/x-npy"}, 400,
-     "malformed_request", ".npy"),
+     {"data": npy(np.array([[1, "a", None]], dtype=object)), "content_type": "application/x-npy"}, 422,
+     "invalid_input", "never unpickled"),
     ("npy garbage", "post", LINEAR, {"data": b"\x93NUMPY garbage", "content_type": "application/x-npy"}, 400,
      "malformed_request", ".npy"),
     ("npy truncated", "post", LINEAR,
      {"data": npy(np.ones((100, 3), np.float32))[:200], "content_type": "application/x-npy"}, 400,
      "malformed_request", ".npy"),
+    ("PNG sent as npy", "post", DIGITS, {"data": PNG, "content_type": "application/x-npy"}, 400,
+     "malformed_request", "not a .npy array (the format numpy.save writes); it looks like a PNG image; "
+     "send pictures to POST /predict"),
+    ("text sent as npy", "post", LINEAR, {"data": b"1,2,3", "content_type": "application/x-npy"}, 400,
+     "malformed_request", "not a .npy array"),
+    ("JSON sent as npy", "post", LINEAR, {"data": b'{"inputs": [[1, 2, 3]]}', "content_type": "application/x-npy"},
+     400, "malformed_request", "it looks like JSON"),
+    ("float pixels 0..255", "post", DIGITS,
+     {"data": npy(np.full((1, 1, 28, 28), 255, np.float32)), "content_type": "application/x-npy"}, 422,
+     "invalid_input", "takes pixel values in [0, 1] (see GET /models/<name>), got values from 255 to 255; "
+     "these look like 0..255 pixels: divide them by 255, or send them as a uint8 .npy array"),
+    ("JSON pixels 0..255", "post", DIGITS, {"json": {"inputs": np.full((1, 28, 28), 200).tolist()}}, 422,
+     "invalid_input", "divide them by 255"),
+    ("negative pixels", "post", DIGITS, {"json": {"inputs": np.full((1, 28, 28), -0.5).tolist()}}, 422,
+     "invalid_input", "got values from -0.5 to -0.5"),
+    ("unacceptable Accept", "post", LINEAR, {"json": {"inputs": [[1, 2, 3]]}, "headers": {"Accept": "text/csv"}},
+     406, "not_acceptable", "Accept: text/csv allows neither answer this endpoint gives: application/json or "
+     "application/x-npy"),
+    ("npy claiming 12 TB", "post", LINEAR, {"data": npy_claiming((10**12, 3)), "content_type": "application/x-npy"},
+     400, "malformed_request", ".npy"),
     ("npy wrong shape", "post", DIGITS,
      {"data": npy(np.ones((2, 28, 28), np.uint8)), "content_type": "application/x-npy"}, 422, "invalid_input", "shape"),
     # /predict
@@ -85,6 +121,10 @@ CASES = [
      "invalid_image", "truncated"),
     ("decompression bomb", "post", "/predict", {"data": bomb(), "content_type": "image/png"}, 422, "invalid_image",
      "too many pixels"),
+    ("float image with NaN", "post", "/predict", {"data": float_image(float("nan")), "content_type": "image/tiff"},
+     422, "invalid_image", "NaN"),
+    ("float image with infinity", "post", "/predict", {"data": float_image(float("inf")), "content_type": "image/tiff"},
+     422, "invalid_image", "infinite"),
     ("blank image", "post", "/predict", {"data": encode(Image.new("RGB", (64, 64), "white")),
                                           "content_type": "image/png"}, 422, "no_ink", "no ink"),
     ("empty raw body", "post", "/predict", {"data": b"", "content_type": "image/png"}, 400, "malformed_request",
@@ -110,11 +150,12 @@ CASES = [
      "nope"),
     ("unknown model, info", "get", "/models/nope", {}, 404, "model_not_found", "nope"),
     # generic HTTP
-    ("wrong method", "get", "/predict", {}, 405, "method_not_allowed", "not allowed"),
-    ("wrong method 2", "put", "/models", {}, 405, "method_not_allowed", "not allowed"),
-    ("unknown path", "get", "/nothing", {}, 404, "not_found", "not found"),
+    ("wrong method", "get", "/predict", {}, 405, "method_not_allowed", "GET /predict is not allowed; use POST /predict"),
+    ("wrong method 2", "put", "/models", {}, 405, "method_not_allowed", "PUT /models is not allowed; use GET /models"),
+    ("unknown path", "get", "/nothing", {}, 404, "not_found", "nothing answers GET /nothing; GET /models lists the models"),
     ("body over the limit", "post", "/predict", {"data": b"x" * (20 * 1024 * 1024 + 1), "content_type": "image/png"},
-     413, "request_entity_too_large", ""),
+     413, "request_entity_too_large",
+     "the request body is 20971521 bytes; the limit is 20971520 bytes (MAX_UPLOAD_BYTES)"),
 ]
 
 
@@ -141,10 +182,16 @@ def test_the_worker_still_answers_after_all_of_that(client):
     assert client.post("/predict", data=PNG, content_type="image/png").status_code == 200
 
 
-def test_form_fields_over_the_memory_limit_are_413(make_app):
+def test_form_fields_over_the_memory_limit_are_413_naming_the_limit(make_app):
     client = make_app(max_form_memory_bytes=1024).test_client()
     response = client.post("/predict", data={"model": "x" * 5000, "f": (io.BytesIO(PNG), "a.png")})
     assert response.status_code == 413
+    assert "a non-file field may hold 1024 bytes (MAX_FORM_MEMORY_BYTES)" in response.get_json()["error"]["message"]
+
+
+def test_a_405_lists_the_allowed_methods_in_the_allow_header(client):
+    response = client.get("/predict")
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
 
 
 def test_an_unexpected_exception_is_a_json_500_without_traceback(app, client, monkeypatch):

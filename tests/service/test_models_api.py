@@ -86,3 +86,32 @@ def test_json_is_the_default_answer(client, accept):
     headers = {"Accept": accept} if accept else {}
     response = client.post(LINEAR, json={"inputs": [[1, 2, 3]]}, headers=headers)
     assert response.mimetype == "application/json"
+
+
+def test_an_image_input_gets_pixels_in_the_range_its_manifest_declares(make_app, repository):
+    """A graph that takes 0..255 (value_range [0, 255]) gets 0..255 from uint8 arrays and pictures alike."""
+    from service_fixtures import digit_classifier, draw_digit, encode, manifest_fields, write_version
+
+    from service.imaging import prepare
+
+    name = "tiny_digits_raw"
+    inputs = manifest_fields(name, 1)["inputs"]
+    inputs[0]["image"]["value_range"] = [0, 255]
+    write_version(repository, name, 1, digit_classifier(), inputs=inputs)
+    app = make_app()
+    client = app.test_client()
+    model = registry_of(app).get(name)
+
+    def served(pixels_0_255: np.ndarray) -> np.ndarray:
+        return model.session.run(None, {"pixels": pixels_0_255.astype(np.float32)})[0]
+
+    pixels = np.random.default_rng(1).integers(0, 256, size=(2, 1, 28, 28), dtype=np.uint8)
+    answer = client.post(f"/models/{name}/predict", data=npy(pixels), content_type="application/x-npy")
+    assert np.allclose(answer.get_json()["outputs"], served(pixels), atol=1e-5)
+    floats = client.post(f"/models/{name}/predict", json={"inputs": pixels.astype(float).tolist()})
+    assert floats.status_code == 200  # 0..255 is this model's range
+
+    picture = encode(draw_digit("7"))
+    result = client.post(f"/predict?model={name}", data=picture, content_type="image/png").get_json()
+    expected = served(prepare(picture, model.manifest.image_input.image).reshape(1, 1, 28, 28) * 255)[0]
+    assert np.allclose(list(result["probabilities"].values()), expected, atol=1e-5)

@@ -114,7 +114,8 @@ def test_an_empty_repository_is_not_ready(make_app, tmp_path):
     assert response.status_code == 503
 
 
-def poll_until(condition, seconds: float = 10.0) -> bool:
+def poll_until(condition, seconds: float = 60.0) -> bool:
+    # Generous: it returns as soon as the condition holds, and a loaded machine is slow.
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
@@ -142,7 +143,7 @@ def test_new_versions_swap_in_without_a_failed_request(make_app, repository):
     try:
         assert poll_until(lambda: len(versions_seen) > 20)
         write_version(repository, IMAGE_MODEL, 2, digit_classifier(seed=2))  # temp folder + rename
-        assert poll_until(lambda: versions_seen[-1] == 2), "version 2 was not served within 10 s"
+        assert poll_until(lambda: versions_seen[-1] == 2), "version 2 was not served within 60 s"
         count_at_v2 = len(versions_seen)
         assert poll_until(lambda: len(versions_seen) > count_at_v2 + 20)
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from service_fixtures import IMAGE_MODEL, registry_of
 
-from service.config import ConfigError, ServiceConfig, available_cpus, cgroup_cpu_quota
+from service.config import (
+    ConfigError,
+    ServiceConfig,
+    available_cpus,
+    cgroup_cpu_quota,
+    check_model_repository,
+    choice_variable,
+    integer_variable,
+)
 from service.runtime import CPU, CUDA, choose_providers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,11 +121,45 @@ def test_defaults_are_safe():
 
 
 @pytest.mark.parametrize(
-    "variable, value", [("WORKERS", "zero"), ("EXECUTION_PROVIDERS", "tpu"), ("REFRESH_INTERVAL", "-1")]
+    "variable, value, accepted",
+    [
+        ("WORKERS", "zero", "input should be a valid integer, unable to parse string as an integer"),
+        ("MAX_BATCH_SIZE", "0", "input should be greater than or equal to 1"),
+        ("EXECUTION_PROVIDERS", "tpu", "input should be 'auto', 'cpu' or 'cuda'"),
+        ("REFRESH_INTERVAL", "-1", "input should be greater than or equal to 0"),
+    ],
 )
-def test_a_bad_variable_is_named_at_start_up(variable, value):
-    with pytest.raises(ConfigError, match=variable):
+def test_a_bad_variable_is_named_with_what_it_accepts(variable, value, accepted):
+    with pytest.raises(ConfigError) as raised:
         ServiceConfig.from_env({variable: value})
+    assert str(raised.value) == f"invalid configuration: {variable}={value!r}: {accepted}"
+
+
+@pytest.mark.parametrize(
+    "variable, value, accepted",
+    [
+        ("PORT", "70000", "expected a whole number from 1 to 65535"),
+        ("PORT", "eighty", "expected a whole number from 1 to 65535"),
+        ("LOG_LEVEL", "loud", "expected one of debug, info, warning"),
+    ],
+)
+def test_gunicorn_variables_are_named_with_what_they_accept(variable, value, accepted):
+    def read(environ):
+        if variable == "PORT":
+            return integer_variable("PORT", 8000, maximum=65535, environ=environ)
+        return choice_variable("LOG_LEVEL", "info", ["debug", "info", "warning"], environ=environ)
+
+    with pytest.raises(ConfigError) as raised:
+        read({variable: value})
+    assert str(raised.value) == f"invalid configuration: {variable}={value!r}: {accepted}"
+    assert read({}) in (8000, "info")  # unset: the default
+
+
+def test_the_model_repository_must_exist_and_an_empty_one_is_announced(tmp_path):
+    with pytest.raises(ConfigError, match="MODEL_REPOSITORY='.*nowhere' does not exist"):
+        check_model_repository(tmp_path / "nowhere")
+    assert "holds no models" in check_model_repository(tmp_path)
+    assert check_model_repository(REPO_ROOT / "models") is None
 
 
 def test_the_service_never_imports_torch_or_onnx():

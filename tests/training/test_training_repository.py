@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -15,7 +16,7 @@ from training.tasks import TASKS, Settings
 TASK = TASKS["linear_projection"]
 
 
-def _publish(trained, root, keep=3):
+def _publish(trained, root, keep=None):
     return pipeline.publish(TASK, trained, Settings(), 1.5, root / TASK.name, keep)
 
 
@@ -37,7 +38,7 @@ def test_manifest_is_complete_and_valid(trained_projection, tmp_path):
     assert manifest.outputs[0].name == "y" and manifest.outputs[0].shape == [-1, 4]
     assert manifest.metrics == trained_projection.metrics
     assert manifest.bar.met_by(manifest.metrics)
-    assert manifest.training.epochs == TASK.epochs and manifest.training.seed == 0
+    assert manifest.training.epochs == trained_projection.epochs <= TASK.epochs and manifest.training.seed == 0
     assert manifest.training.hyperparameters["learning_rate"] == TASK.learning_rate
     assert {"torch", "torchvision", "onnx", "onnxruntime", "numpy", "python"} <= set(manifest.libraries)
     assert manifest.created.endswith("+00:00")
@@ -54,11 +55,37 @@ def test_versions_increment(trained_projection, tmp_path):
         assert read_manifest(tmp_path / TASK.name / str(version) / MANIFEST_FILENAME).version == version
 
 
-def test_pruning_keeps_the_newest_n(trained_projection, tmp_path):
-    for _ in range(4):
-        _publish(trained_projection, tmp_path, keep=2)
-    assert version_numbers(tmp_path / TASK.name) == [3, 4]
-    assert [p.name for p in (tmp_path / TASK.name).iterdir() if not p.name.isdigit()] == []
+def test_pruning_keeps_the_newest_n(tmp_path):
+    model_dir = tmp_path / "m"
+    for version in (1, 2, 3, 4):
+        (model_dir / str(version)).mkdir(parents=True)
+    assert repository.prune(model_dir, keep=2, protect=4) == [1, 2]
+    assert version_numbers(model_dir) == [3, 4]
+    assert [p.name for p in model_dir.iterdir() if not p.name.isdigit()] == []
+
+
+def test_publishing_keeps_every_version_unless_asked_to_prune(trained_projection, tmp_path):
+    for _ in range(2):
+        _publish(trained_projection, tmp_path)
+    assert version_numbers(tmp_path / TASK.name) == [1, 2]
+    _publish(trained_projection, tmp_path, keep=1)
+    assert version_numbers(tmp_path / TASK.name) == [3]
+
+
+def test_pruning_never_deletes_versions_git_tracks(tmp_path):
+    model_dir = tmp_path / "repo" / "models" / "m"
+    for version in (1, 2, 3, 4):
+        (model_dir / str(version)).mkdir(parents=True)
+        (model_dir / str(version) / "manifest.json").write_text("{}")
+    git = ["git", "-C", str(tmp_path / "repo"), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "models/m/1"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the committed version"], check=True)
+
+    assert repository.prune(model_dir, keep=1, protect=4) == [2, 3]
+    assert version_numbers(model_dir) == [1, 4]
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True, check=True)
+    assert " D " not in status.stdout  # the checkout lost nothing
 
 
 def test_pruning_never_deletes_the_version_just_written(tmp_path):
@@ -118,11 +145,11 @@ def test_commit_takes_the_next_number_when_another_writer_got_there_first(traine
 
 
 def test_model_below_its_bar_is_not_written_unless_allowed(tmp_path):
-    outcome = pipeline.train_and_publish(TASK, Settings(epochs=1), tmp_path, keep=3)
+    outcome = pipeline.train_and_publish(TASK, Settings(epochs=1), tmp_path)
     assert not outcome.met and outcome.version is None
     assert not (tmp_path / TASK.name).exists() or version_numbers(tmp_path / TASK.name) == []
 
-    outcome = pipeline.train_and_publish(TASK, Settings(epochs=1), tmp_path, keep=3, allow_below_bar=True)
+    outcome = pipeline.train_and_publish(TASK, Settings(epochs=1), tmp_path, allow_below_bar=True)
     assert not outcome.met and outcome.version == 1
     manifest = json.loads((tmp_path / TASK.name / "1" / MANIFEST_FILENAME).read_text())
     assert manifest["metrics"]["mse"] >= TASK.bar.threshold

@@ -17,7 +17,7 @@ def test_small_model_reaches_its_bar(name):
     task = TASKS[name]
     trained = task.train(Settings())
     assert task.bar.met_by(trained.metrics), (task.bar, trained.metrics)
-    assert len(trained.losses) == task.epochs
+    assert len(trained.losses) == trained.epochs <= task.epochs  # stopped once converged, within the budget
     assert trained.losses[-1] < trained.losses[0]
 
 
