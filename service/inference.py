@@ -1,9 +1,9 @@
 """The inference core's two operations, independent of any protocol.
 
 ``classify_images``: image files -> ``imaging.prepare`` -> one batch -> the model's session ->
-one result per image (label, its probability, every label's probability, model, version, and
-the verdict with its reason when the manifest says how to judge: ``service.verdict``; on request
-the prepared picture and an occlusion map, see ``service.explanation``).
+one result per image (label, its probability, every label's probability, model, version; the
+verdict with its reason when the manifest says how to judge, see ``service.verdict``; on
+request the prepared picture and an occlusion map, see ``service.explanation``).
 ``predict``: named float32 arrays checked by ``tensors`` -> the session -> named outputs.
 The HTTP blueprints in ``service.api`` only parse requests into these calls and render the
 results; the Open Inference Protocol (``service.api.v2``) is another such thin layer.

@@ -28,12 +28,15 @@ def judge(probabilities: np.ndarray, labels: list[str], policy: Verdict) -> dict
     p_best, p_runner_up = float(probabilities[order[0]]), float(probabilities[order[1]])
     if p_best >= policy.digit_at_least:
         verdict = DIGIT
-        reason = f"It is a {best}: probability {p_best:.2f}, at least the {policy.digit_at_least:.2f} a confident answer needs."
+        reason = (
+            f"It is {_a(best)}: probability {p_best:.2f}, at least the {policy.digit_at_least:.2f} "
+            "a confident answer needs."
+        )
     elif p_best >= policy.not_a_digit_below:
         verdict = UNCERTAIN
         reason = (
-            f"It looks most like a {best} ({p_best:.2f}) but could be a {runner_up} ({p_runner_up:.2f}): "
-            f"below the {policy.digit_at_least:.2f} a confident answer needs."
+            f"Not sure: it looks most like {_a(best)} ({p_best:.2f}), next {_a(runner_up)} ({p_runner_up:.2f}); "
+            f"a confident answer needs {policy.digit_at_least:.2f}."
         )
     else:
         verdict = NOT_A_DIGIT
@@ -42,3 +45,8 @@ def judge(probabilities: np.ndarray, labels: list[str], policy: Verdict) -> dict
             f"(a digit reaches {policy.not_a_digit_below:.2f})."
         )
     return {"verdict": verdict, "reason": reason}
+
+
+def _a(label: str) -> str:
+    """The label with its article: "a 7", "an 8"."""
+    return f"an {label}" if label.startswith(("8", "11", "18", "a", "e", "i", "o", "u")) else f"a {label}"

@@ -80,7 +80,9 @@ def reliability_diagram(sets: dict[str, tuple[np.ndarray, np.ndarray]], title: s
         accuracy = [correct[which == b].mean() for b in used]
         ece = expected_calibration_error(probabilities, labels, bins)
         axes.plot(mean_confidence, accuracy, marker="o", label=f"{name} (ECE {ece:.2%}, n={len(labels):,})")
-    axes.set(title=title, xlabel=f"confidence (mean of each of {bins} bins)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    axes.set(
+        title=title, xlabel=f"confidence (mean of each of {bins} bins)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1)
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(loc="upper left", fontsize=8)
     return figure
@@ -99,8 +101,12 @@ def accuracy_coverage(sets: dict[str, tuple[np.ndarray, np.ndarray]], threshold:
         at_threshold = int((confidence >= threshold).sum())
         if at_threshold:
             axes.plot(at_threshold / len(order), correct[:at_threshold].mean(), "o", color=line[0].get_color())
-    axes.set(title=title, xlabel="share of pictures answered (most confident first)", ylabel="accuracy of those answered")
-    axes.annotate(f"dots: the verdict's 'digit' threshold ({threshold:.2f})", (0.02, 0.02), xycoords="axes fraction", fontsize=8)
+    axes.set(
+        title=title, xlabel="share of pictures answered (most confident first)", ylabel="accuracy of those answered"
+    )
+    axes.annotate(
+        f"dots: the verdict's 'digit' threshold ({threshold:.2f})", (0.02, 0.02), xycoords="axes fraction", fontsize=8
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower left", bbox_to_anchor=(0, 0.08), fontsize=8)
     return figure

@@ -120,42 +120,6 @@ class ShuffledBatches:
             yield inputs, self.targets[chosen]
 
 
-# The seed notebooks' data, as batches of rows (the notebooks use unbatched vectors).
-
-def linear_system() -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 000: the four equations A x = b; each row of A is one input, b the targets [4, 1]."""
-    a = torch.tensor([[1, 3, 2, -1], [5, 2, 1, -2], [0, 1, 2, 4], [1, 1, -1, -3]], dtype=torch.float32)
-    b = torch.tensor([[9], [4], [24], [-12]], dtype=torch.float32)
-    return a, b
-
-
-def iphone_sales() -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 001: (average income, price, tax) in K per country -> iPhones sold in K, five rows."""
-    inputs = torch.tensor(
-        [[70.0, 0.1, 0.043], [90.0, 0.8, 0.064], [80.0, 0.13, 0.058], [100.0, 0.4, 0.037], [60.0, 0.9, 0.7]]
-    )
-    # Shaped [5, 1] like the predictions: the seed's [5] targets broadcast against [5, 1]
-    # predictions into a 5x5 difference matrix, so its "MSE" compared every row with every target.
-    targets = torch.tensor([[5.0], [8.0], [12.0], [2.0], [1.0]])
-    return inputs, targets
-
-
-def ones_to_ones() -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 002: the single example ones(4) -> ones(3)."""
-    return torch.ones(1, 4), torch.ones(1, 3)
-
-
-def projection_example() -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 003: the single example [1, 2, 4] -> [1, 2, 3, 4]."""
-    return torch.tensor([[1.0, 2.0, 4.0]]), torch.tensor([[1.0, 2.0, 3.0, 4.0]])
-
-
-def cubic_curve(points: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 004: x = linspace(-1, 1, 20) -> x^3 - x, the whole 20-vector as one example."""
-    x = torch.linspace(-1, 1, points)
-    return x.unsqueeze(0), (x**3 - x).unsqueeze(0)
-
-
 @dataclass(frozen=True)
 class HandwritingDistortions:
     """How other people write and scan, applied to a batch [N, 1, H, W] of light-on-dark pictures.
@@ -195,7 +159,8 @@ class HandwritingDistortions:
 
     def _resample(self, images: torch.Tensor) -> torch.Tensor:
         count, height = images.shape[0], images.shape[-1]
-        grid = F.affine_grid(self.affine.matrices(count, height, images.device), list(images.shape), align_corners=False)
+        theta = self.affine.matrices(count, height, images.device)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         # A smooth random field, made by enlarging a coarse one (as cheap as it gets, and as smooth
         # as Simard's Gaussian-filtered noise), then scaled to a spread of elastic_pixels in
         # affine_grid's units (one pixel is 2 / height).
@@ -213,7 +178,7 @@ class HandwritingDistortions:
 
     @staticmethod
     def _chosen(images: torch.Tensor, probability: float) -> torch.Tensor:
-        return (torch.rand(len(images), 1, 1, 1, device=images.device) < probability)
+        return torch.rand(len(images), 1, 1, 1, device=images.device) < probability
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -273,3 +238,39 @@ class SoftTargetBatches:
             if self.transform is not None:
                 inputs = self.transform(inputs)
             yield inputs, targets
+
+
+# The seed notebooks' data, as batches of rows (the notebooks use unbatched vectors).
+
+def linear_system() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 000: the four equations A x = b; each row of A is one input, b the targets [4, 1]."""
+    a = torch.tensor([[1, 3, 2, -1], [5, 2, 1, -2], [0, 1, 2, 4], [1, 1, -1, -3]], dtype=torch.float32)
+    b = torch.tensor([[9], [4], [24], [-12]], dtype=torch.float32)
+    return a, b
+
+
+def iphone_sales() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 001: (average income, price, tax) in K per country -> iPhones sold in K, five rows."""
+    inputs = torch.tensor(
+        [[70.0, 0.1, 0.043], [90.0, 0.8, 0.064], [80.0, 0.13, 0.058], [100.0, 0.4, 0.037], [60.0, 0.9, 0.7]]
+    )
+    # Shaped [5, 1] like the predictions: the seed's [5] targets broadcast against [5, 1]
+    # predictions into a 5x5 difference matrix, so its "MSE" compared every row with every target.
+    targets = torch.tensor([[5.0], [8.0], [12.0], [2.0], [1.0]])
+    return inputs, targets
+
+
+def ones_to_ones() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 002: the single example ones(4) -> ones(3)."""
+    return torch.ones(1, 4), torch.ones(1, 3)
+
+
+def projection_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 003: the single example [1, 2, 4] -> [1, 2, 3, 4]."""
+    return torch.tensor([[1.0, 2.0, 4.0]]), torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+
+
+def cubic_curve(points: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 004: x = linspace(-1, 1, 20) -> x^3 - x, the whole 20-vector as one example."""
+    x = torch.linspace(-1, 1, points)
+    return x.unsqueeze(0), (x**3 - x).unsqueeze(0)

@@ -31,8 +31,30 @@ CAPITALS = "ACEFHKMNPRUVWXY"
 SYMBOLS = "ΓΔΛΞΠΣΦΨΩαγεηκλμπρτφψωГДЖИЙЛПФЦШЩЪЫЮЯжилпфцшщыюя∑∫√≠±×÷≈∩∪⊂∈∀∃∂∇#%&@¶~=<>{}[]^"
 WORD_LETTERS = "acdefhkmnprtuvwxy"
 WORDS = (
-    "cat", "dog", "hello", "yes", "no", "help", "name", "wave", "drum", "apex", "quack", "fern",
-    "tax", "vex", "hymn", "when", "where", "cheap", "water", "mark", "pen", "ink", "draw", "mute",
+    "cat",
+    "dog",
+    "hello",
+    "yes",
+    "no",
+    "help",
+    "name",
+    "wave",
+    "drum",
+    "apex",
+    "quack",
+    "fern",
+    "tax",
+    "vex",
+    "hymn",
+    "when",
+    "where",
+    "cheap",
+    "water",
+    "mark",
+    "pen",
+    "ink",
+    "draw",
+    "mute",
 )
 # Fonts every Debian image has; handwriting fonts (fonts-dkg-handwriting, fonts-breip, ...) are
 # used only for evaluation (see training.evaluate), never here.
@@ -91,7 +113,15 @@ def _smooth(points: list[tuple[float, float]], steps: int = 8) -> list[tuple[flo
 def _text(draw: ImageDraw.ImageDraw, rng: np.random.Generator, text: str, fonts: tuple[str, ...]) -> None:
     size = int(rng.integers(40, 80)) if len(text) == 1 else int(rng.integers(18, 34))
     font = _font(rng, fonts, size, text)
-    draw.text((CANVAS / 2, CANVAS / 2), text, fill=0, font=font, anchor="mm", stroke_width=int(rng.integers(0, 3)), stroke_fill=0)
+    draw.text(
+        (CANVAS / 2, CANVAS / 2),
+        text,
+        fill=0,
+        font=font,
+        anchor="mm",
+        stroke_width=int(rng.integers(0, 3)),
+        stroke_fill=0,
+    )
 
 
 def capital(draw, rng, image):
@@ -108,8 +138,10 @@ def polygon(draw, rng, image):
     centre, radius = rng.uniform(0.4, 0.6, 2) * CANVAS, rng.uniform(0.25, 0.4) * CANVAS
     turn = rng.uniform(0, 2 * math.pi)
     points = [
-        (centre[0] + radius * rng.uniform(0.7, 1.1) * math.cos(turn + 2 * math.pi * i / corners),
-         centre[1] + radius * rng.uniform(0.7, 1.1) * math.sin(turn + 2 * math.pi * i / corners))
+        (
+            centre[0] + radius * rng.uniform(0.7, 1.1) * math.cos(turn + 2 * math.pi * i / corners),
+            centre[1] + radius * rng.uniform(0.7, 1.1) * math.sin(turn + 2 * math.pi * i / corners),
+        )
         for i in range(corners)
     ]
     if rng.random() < 0.3:
@@ -228,7 +260,13 @@ def spiral(draw, rng, image):
     t = np.linspace(0, turns * 2 * math.pi, 200)
     radius = t / t[-1] * rng.uniform(0.3, 0.42) * CANVAS
     start = rng.uniform(0, 2 * math.pi)
-    path = list(zip(CANVAS / 2 + radius * np.cos(start + direction * t), CANVAS / 2 + radius * np.sin(start + direction * t), strict=True))
+    path = list(
+        zip(
+            CANVAS / 2 + radius * np.cos(start + direction * t),
+            CANVAS / 2 + radius * np.sin(start + direction * t),
+            strict=True,
+        )
+    )
     draw.line(path, fill=0, width=_pen(rng) // 2 + 2, joint="curve")
 
 
@@ -249,8 +287,14 @@ def drawing(draw, rng, image):
         draw.ellipse([0.35 * c, 0.35 * c, 0.65 * c, 0.65 * c], outline=0, width=pen)
         for k in range(int(rng.integers(6, 12))):
             a = k * 2 * math.pi / 8 + rng.normal(0, 0.1)
-            draw.line([(c / 2 + 0.2 * c * math.cos(a), c / 2 + 0.2 * c * math.sin(a)),
-                       (c / 2 + 0.4 * c * math.cos(a), c / 2 + 0.4 * c * math.sin(a))], fill=0, width=pen)
+            draw.line(
+                [
+                    (c / 2 + 0.2 * c * math.cos(a), c / 2 + 0.2 * c * math.sin(a)),
+                    (c / 2 + 0.4 * c * math.cos(a), c / 2 + 0.4 * c * math.sin(a)),
+                ],
+                fill=0,
+                width=pen,
+            )
     elif choice == 3:  # heart
         t = np.linspace(0, 2 * math.pi, 120)
         x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
@@ -294,8 +338,13 @@ def handwritten(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
     """A hand is never straight: a small rotation and slant, and now and then a soft pen."""
     angle, shear = rng.uniform(-15, 15), rng.uniform(-0.25, 0.25)
     image = image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
-    image = image.transform(image.size, Image.Transform.AFFINE, (1, shear, -shear * CANVAS / 2, 0, 1, 0),
-                            resample=Image.Resampling.BILINEAR, fillcolor=255)
+    image = image.transform(
+        image.size,
+        Image.Transform.AFFINE,
+        (1, shear, -shear * CANVAS / 2, 0, 1, 0),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=255,
+    )
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
     return np.asarray(image)

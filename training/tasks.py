@@ -51,9 +51,9 @@ class Trained:
     epochs: int
     hyperparameters: Hyperparameters
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure, besides the loss curve
+    verdict: Verdict | None = None  # how the service judges each picture (image models only)
     # Loss per epoch on examples kept out of training (fit.HeldOut); empty when a task has none.
     held_out_losses: list[float] = field(default_factory=list)
-    verdict: Verdict | None = None  # how the service judges each picture (image models only)
 
 
 class Task(ABC):
@@ -101,7 +101,6 @@ def _logits(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def _probabilities(served: nn.Module, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([served(chunk) for chunk in images.split(2000)])
-
 
 
 @dataclass

@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--pictures", type=int, default=1500, help="pictures of each evaluation set")
     arguments = parser.parse_args(argv)
-    settings = Settings(data_dir=arguments.data_dir, epochs=arguments.epochs, train_limit=arguments.train_limit, test_limit=1000)
+    settings = Settings(
+        data_dir=arguments.data_dir, epochs=arguments.epochs, train_limit=arguments.train_limit, test_limit=1000
+    )
     spec = MnistTask.input.image
 
     everything = data.load_mnist(arguments.data_dir, train=True, limit=arguments.train_limit)
@@ -134,18 +136,25 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = statistics(prepared["held-out digits"])
     mean, spread = reference.mean(axis=0), reference.std(axis=0) + 1e-6
-    scores["statistics"] = {name: -np.abs((statistics(images) - mean) / spread).max(axis=1) for name, images in prepared.items()}
+    scores["statistics"] = {
+        name: -np.abs((statistics(images) - mean) / spread).max(axis=1) for name, images in prepared.items()
+    }
 
     print("training the autoencoder ...", file=sys.stderr)
     autoencoder = train_autoencoder(everything.images[:-held], arguments.epochs)
     with torch.no_grad():
         scores["autoencoder"] = {
-            name: -F.mse_loss(autoencoder(torch.from_numpy(x).unsqueeze(1)), torch.from_numpy(x).unsqueeze(1), reduction="none")
-            .mean(dim=(1, 2, 3)).numpy()
+            name: -F.mse_loss(
+                autoencoder(torch.from_numpy(x).unsqueeze(1)), torch.from_numpy(x).unsqueeze(1), reduction="none"
+            )
+            .mean(dim=(1, 2, 3))
+            .numpy()
             for name, x in prepared.items()
         }
 
-    print("| detector | unseen non-digits refused | training-kind non-digits refused | UCI digits kept | AUROC held-out digits vs unseen non-digits |")
+    print(
+        "| detector | unseen non-digits refused | training-kind non-digits refused | UCI digits kept | AUROC held-out digits vs unseen non-digits |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for detector, by_set in scores.items():
         threshold = np.quantile(by_set["held-out digits"], 1 - ACCEPTANCE)

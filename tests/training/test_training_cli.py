@@ -66,8 +66,11 @@ def test_tiny_run_of_mnist_and_a_seed_model_writes_both(mnist_dir, tmp_path):
         assert name in result.stdout  # the summary table
     mnist = read_manifest(tmp_path / "mnist_mlp" / "1" / MANIFEST_FILENAME)
     assert mnist.metrics["test_images"] == 256
-    assert set(mnist.plots) == {"loss.png", "confusion_matrix.png", "misclassified.png"}
-    assert "MISSED, written anyway as version 1" in result.stdout  # 512 images do not make 98.5%
+    assert set(mnist.plots) == {
+        "loss.png", "confusion_matrix.png", "misclassified.png", "reliability.png", "accuracy_coverage.png"
+    }
+    assert mnist.verdict is not None
+    assert "MISSED, written anyway as version 1" in result.stdout  # 512 images do not make 99%
     # Output is not a terminal here: a plain progress line per epoch instead of bars.
     assert "mnist_mlp: epoch 1/1, loss " in result.stderr
 

@@ -73,7 +73,9 @@ def test_handwriting_distortions_keep_pictures_in_range_and_change_them():
 def published(mnist_dir, tmp_path_factory):
     """A small mnist_mlp run, published to a fresh repository as the training command does."""
     repository = tmp_path_factory.mktemp("models")
-    outcome = train_and_publish(MnistTask(), Settings(data_dir=mnist_dir, **SMALL), repository, keep=3, allow_below_bar=True)
+    outcome = train_and_publish(
+        MnistTask(), Settings(data_dir=mnist_dir, **SMALL), repository, keep=3, allow_below_bar=True
+    )
     return repository, read_manifest(repository / "mnist_mlp" / str(outcome.version) / MANIFEST_FILENAME)
 
 
@@ -99,7 +101,11 @@ def test_the_service_judges_with_the_thresholds_of_the_manifest_it_loads(publish
     for result in results:
         p = result["probability"]
         expected = (
-            "digit" if p >= loaded["digit_at_least"] else "uncertain" if p >= loaded["not_a_digit_below"] else "not_a_digit"
+            "digit"
+            if p >= loaded["digit_at_least"]
+            else "uncertain"
+            if p >= loaded["not_a_digit_below"]
+            else "not_a_digit"
         )
         assert result["verdict"] == expected
     app.extensions["serving"]["registry"].stop_polling()
