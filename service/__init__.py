@@ -15,10 +15,12 @@ sha256 matches) --> service.runtime (session; graph matches the manifest) --> se
 
 Module map: config (environment -> ServiceConfig), manifest (the contract with training),
 repository (files), runtime (sessions), registry (versions served), imaging, tensors, inference
-(the protocol-free core), errors (error types + JSON handlers), jsonio, metrics (Prometheus),
-logs (JSON lines), api/ (blueprints: predict, models, health, metrics, admin, observability);
-worker (the gunicorn worker class: buffering front, admission control, drain) and lifecycle
-(whether the process drains).
+(the protocol-free core), verdict (digit / uncertain / not a digit, from the manifest),
+explanation (the prepared picture, occlusion maps), schemas (request and response bodies, also
+the OpenAPI document's), errors (error types + JSON handlers), jsonio, metrics (Prometheus), logs
+(JSON lines), v2_binary (the Open Inference Protocol's binary framing), api/ (blueprints: predict,
+models, health, metrics, admin, v2, openapi, page, observability); worker (the gunicorn worker
+class: buffering front, admission control, drain) and lifecycle (whether the process drains).
 """
 
 from __future__ import annotations

@@ -86,12 +86,17 @@ def prepare_image(image: Image.Image, spec: ImageSpec) -> np.ndarray:
     return mnist_recipe(grayscale(image), spec)
 
 
+# The raster formats people send (JPEG includes phone cameras' MPO files).  Naming them keeps
+# Pillow from trying every plugin it has, some of which run external programs (EPS: Ghostscript).
+RASTER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "ICO", "TGA", "PCX")
+
+
 def decode(data: bytes) -> Image.Image:
     """Fully decoded, upright image; every decoding failure becomes InvalidImage."""
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
         # Ask JPEG for a reduced-size decode when the photo is far larger than we need.
         image.draft(image.mode, (WORKING_SIZE, WORKING_SIZE))
         image.load()

@@ -10,7 +10,7 @@ from service_fixtures import draw_digit, encode
 from PIL import Image, ImageDraw, ImageFilter
 
 from service.errors import InvalidImage, NoInk
-from service.imaging import configure_pillow, prepare
+from service.imaging import configure_pillow, decode, prepare
 from service.manifest import ImageSpec
 
 SPEC = ImageSpec(preprocessing="mnist", height=28, width=28, channels=1)
@@ -202,3 +202,10 @@ def test_strokes_wider_than_a_tenth_of_the_picture_stay_solid(picture):
     # The paper's lighting must not be estimated from inside the strokes (which hollows them).
     prepared = prepare(encode(picture()), SPEC)
     assert np.median(prepared[prepared > 0.2]) > 0.8
+
+
+def test_formats_that_run_external_programs_are_not_opened():
+    # An EPS file would make Pillow run Ghostscript (when installed): it is refused as unreadable.
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\n%%EOF\n"
+    with pytest.raises(InvalidImage, match="not an image format we can read"):
+        decode(eps)
