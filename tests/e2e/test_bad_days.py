@@ -159,11 +159,27 @@ class Outcomes:
 
 
 def post_loop(server, body: bytes, content_type: str, stop_event: threading.Event, outcomes: Outcomes,
-              timeout: float = 30) -> None:
-    """Keep-alive client: POST /predict again as soon as the answer arrives."""
+              timeout: float = 30, refused: Counter | None = None, draining: threading.Event | None = None) -> None:
+    """Keep-alive client: POST /predict again as soon as the answer arrives.
+
+    With ``refused``, a refused connection is counted there instead of as a failure (a draining
+    server has closed its listening socket); the client stops at one once ``draining`` is set.
+    """
     connection = None
     while not stop_event.is_set():
-        connection = connection or server.connection(timeout)
+        if connection is None:
+            connection = server.connection(timeout)
+            try:
+                connection.connect()
+            except ConnectionRefusedError as error:
+                connection = None
+                if refused is None:
+                    outcomes.failed(error)
+                    continue
+                refused["connect"] += 1
+                if draining is not None and draining.is_set():
+                    return
+                continue
         try:
             connection.request("POST", "/predict", body=body, headers={"Content-Type": content_type})
             response = connection.getresponse()
@@ -259,31 +275,7 @@ def test_sigterm_during_load_answers_every_accepted_request(repository, tmp_path
         signalled = threading.Event()
 
         def client(stop_event):
-            connection = None
-            while not stop_event.is_set():
-                if connection is None:
-                    connection = server.connection()
-                    try:
-                        connection.connect()
-                    except ConnectionRefusedError:  # the listening socket is closed: draining
-                        refused["connect"] += 1
-                        connection = None
-                        if signalled.is_set():
-                            return
-                        continue
-                try:
-                    connection.request("POST", "/predict", body=PHOTO, headers={"Content-Type": "image/jpeg"})
-                    response = connection.getresponse()
-                    response.read()
-                except (OSError, http.client.HTTPException) as error:
-                    outcomes.failed(error)
-                    connection.close()
-                    connection = None
-                    continue
-                outcomes.answered(response)
-                if response.will_close:
-                    connection.close()
-                    connection = None
+            post_loop(server, PHOTO, "image/jpeg", stop_event, outcomes, refused=refused, draining=signalled)
 
         def ask_readiness(stop_event):
             # Back-to-back on a kept-alive connection, across the SIGTERM: the connection that
