@@ -154,9 +154,14 @@ def _snake_case(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def speaks_v2(path: str) -> bool:
+    """Whether a request path belongs to the Open Inference Protocol, whose errors have their own form."""
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
 def error_response(status: int, code: str, message: str) -> Response:
     """The error in the form the request's protocol uses: the service's own, or V2's under /v2."""
-    if request.path == V2_PREFIX or request.path.startswith(V2_PREFIX + "/"):
+    if speaks_v2(request.path):
         # The protocol has no codes, and its 400 is also the service's 422 ("the model cannot take this").
         return json_response(V2Error(error=message).model_dump(), 400 if status == 422 else status)
     return json_response(ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump(), status)

@@ -394,10 +394,10 @@ class ServingWorker(gthread.ThreadWorker):
         # Imported after the fork: prometheus_client's per-process files belong to the worker,
         # and the master stays free of Flask.
         from service import metrics
-        from service.errors import V2_PREFIX
+        from service.errors import speaks_v2
 
         self.metrics = metrics
-        self.v2_prefix = V2_PREFIX
+        self.speaks_v2 = speaks_v2
         self.poller = selectors.DefaultSelector()
         self.method_queue.init()
         self.pid = os.getpid()
@@ -774,7 +774,7 @@ class ServingWorker(gthread.ThreadWorker):
                 conn.skip = head.length + head.content_length - len(conn.buffer)
             conn.buffer.clear()  # the rest of the request being answered
         request_id = (head.request_id if head else "") or uuid.uuid4().hex
-        v2 = head is not None and (head.path == self.v2_prefix or head.path.startswith(self.v2_prefix + "/"))
+        v2 = head is not None and self.speaks_v2(head.path)
         data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers, v2=v2)
         self.unwatch(conn)
         access_log.info("%s %s %d", head.method if head else "-", head.path if head else "-", status,
