@@ -1,7 +1,7 @@
 """The Open Inference Protocol (KServe V2, HTTP/REST) with the binary tensor data extension.
 
 GET  /v2/health/live                               200 while the worker answers
-GET  /v2/health/ready                              200 when every model has a loaded version, else 400
+GET  /v2/health/ready                              200 when every model has a loaded version and the worker is not draining, else 400
 GET  /v2                                           server metadata: name, version, extensions
 GET  /v2/models/<name>[/versions/<v>]              model metadata: inputs and outputs, FP32, -1 = any size
 GET  /v2/models/<name>[/versions/<v>]/ready        200 when the model has a loaded version, else 400
@@ -30,7 +30,7 @@ import numpy as np
 from flask import Blueprint, Response, g, request
 from pydantic import ValidationError
 
-from service import v2_binary
+from service import lifecycle, v2_binary
 from service.api import bodies, config, registry
 from service.errors import InvalidInput, MalformedRequest, ModelNotFound, ModelUnavailable, UnsupportedMediaType
 from service.inference import predict
@@ -78,6 +78,9 @@ def server_live():
 
 @blueprint.get("/v2/health/ready")
 def server_ready():
+    # As /readyz: a draining worker says "send no more" at once (KServe probes this path).
+    if lifecycle.draining():
+        return _not_ready("not ready: draining, the server is shutting down")
     missing = registry().not_ready()
     if missing:
         return _not_ready("not ready: " + "; ".join(f"{name}: {reason}" for name, reason in missing.items()))
