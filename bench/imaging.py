@@ -18,7 +18,7 @@ mean absolute difference, whether both refuse the same pictures (NoInk, InvalidI
 many answers of the newest ``mnist_mlp`` (onnxruntime) change; where the picture has a label,
 the accuracy of both.  The corpus: the official MNIST test digits as people send them (dark on
 white, anywhere on a 280x280 RGB canvas), the same on unevenly lit noisy paper, as transparent
-canvases and inverted (light on dark); the 28x28 digits themselves and dark-on-white 28x28;
+canvases, inverted (light on dark) and stretched to odd shapes; the 28x28 digits themselves and dark-on-white 28x28;
 scikit-learn's UCI digits enlarged; handwriting-font digits; non-digits and blends; tiny and
 huge canvases; phone photos (``serve_payloads.phone_photo``) and the pictures in examples/.
 Needs the MNIST files (``--data-dir``, default $MNIST_DATA_DIR or ../shared/datasets); nothing here asserts.
@@ -159,6 +159,10 @@ def resized(picture: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(picture).resize((side, side), Image.Resampling.BILINEAR))
 
 
+# (width, height): strips, slivers, and sizes just past the paper grid and the working size.
+ODD_SHAPES = [(300, 40), (40, 300), (1200, 90), (6, 60), (65, 65), (63, 129), (1030, 700), (2, 280)]
+
+
 def corpus(data_dir: Path, limit: int | None) -> Iterator[tuple[str, list[int], Callable[[int], bytes]]]:
     """(set name, labels (-1: none), index -> upload bytes) for every set of pictures."""
     from training import evaluate
@@ -179,6 +183,8 @@ def corpus(data_dir: Path, limit: int | None) -> Iterator[tuple[str, list[int], 
     yield "mnist 28x28 as in MNIST", labels[:few], lambda i: encode(digits[i])
     yield "mnist 28x28 dark on white, RGB", labels[:few], lambda i: encode(255 - digits[i], "RGB")
     yield "mnist tiny 8-20 px", labels[:few], lambda i: encode(resized(255 - digits[i], 8 + i % 13))
+    yield "mnist stretched to odd shapes", labels[:few], lambda i: encode(
+        np.asarray(Image.fromarray(as_sent.draw(i)).resize(ODD_SHAPES[i % len(ODD_SHAPES)])))
     yield "mnist huge 1500-4000 px", labels[: min(few, 100)], lambda i: encode(
         resized(as_sent.draw(i), 1500 + (i * 577) % 2500), "RGB", "JPEG")
     for pictures in (evaluate.uci_digits(), evaluate.font_digits(), evaluate.nondigit_evaluation(),

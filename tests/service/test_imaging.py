@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -209,3 +212,25 @@ def test_formats_that_run_external_programs_are_not_opened():
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto 28 28 lineto stroke\n%%EOF\n"
     with pytest.raises(InvalidImage, match="not an image format we can read"):
         decode(eps)
+
+
+def pillow_pool_in_a_fresh_process(environment: dict[str, str]) -> tuple[int, int]:
+    """(freed buffers kept, bytes per buffer) after configure_pillow, in a process started as a worker is."""
+    script = (
+        "from PIL import Image; from service.imaging import configure_pillow; configure_pillow(50_000_000); "
+        "print(Image.core.get_blocks_max(), Image.core.get_block_size())"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PILLOW_")} | environment
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    kept, size = done.stdout.split()
+    return int(kept), int(size)
+
+
+def test_freed_image_buffers_are_pooled_within_16_mib():
+    kept, size = pillow_pool_in_a_fresh_process({})
+    assert kept > 0 and kept * size <= 16 * 2**20
+
+
+def test_pillows_own_variable_decides_the_pool_when_set():
+    assert pillow_pool_in_a_fresh_process({"PILLOW_BLOCKS_MAX": "3"})[0] == 3
+    assert pillow_pool_in_a_fresh_process({"PILLOW_BLOCKS_MAX": "0"})[0] == 0
