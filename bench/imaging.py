@@ -1,27 +1,29 @@
 """The MNIST recipe (service/imaging.py) against an earlier version of itself: speed and sameness.
 
-    python -m bench.imaging                          # both checks, about 3 minutes
-    python -m bench.imaging --check none             # timing only, about 20 s
-    python -m bench.imaging --time none --limit 500  # sameness only, a quick look
-    python -m bench.imaging --reference 382e3fb      # the recipe before the 8-bit/in-place work
+    python -m bench.imaging                          # timing, then every picture set: about 15 minutes
+    python -m bench.imaging --check none             # timing only, about 30 s
+    python -m bench.imaging --time none --limit 500  # sameness on the first 500 pictures of each set
+    python -m bench.imaging --reference 382e3fb      # against the recipe at that commit (the default)
 
 The reference is ``service/imaging.py`` as it was at a git commit (``--reference``), loaded
 from ``git show`` into a module of its own, so no copy of the old code lives in the tree.
 
 Timing: the CPU time of ``prepare`` (bytes -> 28x28) for each payload, the reference and the
-current recipe interleaved round by round in alternating order, so that load from other processes hits both
-alike; the naive app's open + convert("L") + resize is timed the same way for scale.  Medians
-over rounds of many calls, in-process, no server.
+current recipe interleaved round by round in alternating order, so that load from other
+processes hits both alike; the naive app's open + convert("L") + resize is timed the same way
+for scale.  Medians over rounds of many calls, in-process, no server.  Pillow is configured as
+the service configures it (``configure_pillow``) for every contender.
 
 Sameness: every picture of a broad corpus through both recipes: the 28x28 outputs' largest and
 mean absolute difference, whether both refuse the same pictures (NoInk, InvalidImage), and how
 many answers of the newest ``mnist_mlp`` (onnxruntime) change; where the picture has a label,
 the accuracy of both.  The corpus: the official MNIST test digits as people send them (dark on
 white, anywhere on a 280x280 RGB canvas), the same on unevenly lit noisy paper, as transparent
-canvases, inverted (light on dark) and stretched to odd shapes; the 28x28 digits themselves and dark-on-white 28x28;
-scikit-learn's UCI digits enlarged; handwriting-font digits; non-digits and blends; tiny and
-huge canvases; phone photos (``serve_payloads.phone_photo``) and the pictures in examples/.
-Needs the MNIST files (``--data-dir``, default $MNIST_DATA_DIR or ../shared/datasets); nothing here asserts.
+canvases, inverted (light on dark) and stretched to odd shapes; the 28x28 digits themselves and
+dark-on-white 28x28; scikit-learn's UCI digits enlarged; handwriting-font digits; non-digits and
+blends; tiny and huge canvases; phone photos (``serve_payloads.phone_photo``) and the pictures
+in examples/.  Needs the MNIST files (``--data-dir``, default $MNIST_DATA_DIR or
+../shared/datasets); nothing here asserts.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def time_calls(function: Callable[[], object], calls: int) -> float:
 def timing(reference: types.ModuleType, payloads: dict[str, bytes], rounds: int, seconds: float) -> None:
     contenders = {"naive": naive_prepare, "reference": reference.prepare, "current": imaging.prepare}
     print(f"prepare(bytes) -> 28x28, CPU ms per call, median of {rounds} rounds, interleaved in-process")
-    print(f"{'payload':42s} {'naive':>8s} {'reference':>10s} {'current':>8s} {'current/ref':>12s} {'current-naive':>14s}")
+    print(f"{'payload':42s} {'naive':>8s} {'reference':>10s} {'current':>8s}"
+          f" {'current/ref':>12s} {'current-naive':>14s}")
     for name, data in payloads.items():
         for prepare in contenders.values():
             prepare(data, SPEC)  # warm caches (and the recipe's per-size tables)
@@ -184,7 +187,7 @@ def corpus(data_dir: Path, limit: int | None) -> Iterator[tuple[str, list[int], 
     yield "mnist 28x28 dark on white, RGB", labels[:few], lambda i: encode(255 - digits[i], "RGB")
     yield "mnist tiny 8-20 px", labels[:few], lambda i: encode(resized(255 - digits[i], 8 + i % 13))
     yield "mnist stretched to odd shapes", labels[:few], lambda i: encode(
-        np.asarray(Image.fromarray(as_sent.draw(i)).resize(ODD_SHAPES[i % len(ODD_SHAPES)])))
+        Image.fromarray(as_sent.draw(i)).resize(ODD_SHAPES[i % len(ODD_SHAPES)]))
     yield "mnist huge 1500-4000 px", labels[: min(few, 100)], lambda i: encode(
         resized(as_sent.draw(i), 1500 + (i * 577) % 2500), "RGB", "JPEG")
     for pictures in (evaluate.uci_digits(), evaluate.font_digits(), evaluate.nondigit_evaluation(),
@@ -194,7 +197,8 @@ def corpus(data_dir: Path, limit: int | None) -> Iterator[tuple[str, list[int], 
     sizes = [(3000, 2000), (2000, 3000), (1600, 1200), (800, 600), (4000, 3000)]
     yield "phone photos", [7] * len(sizes), lambda i: phone_photo(*sizes[i], quality=85 + i)
     examples = sorted(path for path in (ROOT / "examples").iterdir() if path.suffix in (".png", ".jpg"))
-    yield "examples/ " + " ".join(path.name for path in examples), [-1] * len(examples), lambda i: examples[i].read_bytes()
+    names = " ".join(path.name for path in examples)
+    yield f"examples/ {names}", [-1] * len(examples), lambda i: examples[i].read_bytes()
 
 
 def outcome(prepare: Callable[[bytes, ImageSpec], np.ndarray], data: bytes) -> np.ndarray | str:
@@ -247,8 +251,9 @@ def sameness(reference: types.ModuleType, data_dir: Path, models: Path, limit: i
             if np.all(truth >= 0):
                 accuracy = f"{np.mean(old_answers == truth):.4f} -> {np.mean(new_answers == truth):.4f}"
         mean = total_difference / max(1, len(old_batch))
-        print(f"{name[:44]:44s} {len(labels):8d} {largest:9.2e} {mean:9.2e} {refusals:4d}{'' if not refusals_differ else ' !' + str(refusals_differ):>5s}"
-              f" {changed:8d} {accuracy:>24s}", flush=True)
+        differ = f" ({refusals_differ} differ)" if refusals_differ else ""
+        print(f"{name[:44]:44s} {len(labels):8d} {largest:9.2e} {mean:9.2e} {refusals:9d}"
+              f" {changed:8d} {accuracy:>24s}{differ}", flush=True)
         totals["pictures"] += len(labels)
         totals["changed"] += changed
         totals["refusals differ"] += refusals_differ
