@@ -230,7 +230,7 @@ def paper_level(gray: np.ndarray) -> np.ndarray:
     return np.einsum("ik,kj->ij", (rows.T @ weights).astype(np.float32), cols)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _axis_powers(count: int) -> np.ndarray:
     """[count, 3]: 1, t and t^2 for ``count`` points t spread over [-1, 1] (as _quadratic_design)."""
     t = np.arange(count, dtype=np.float64) * (2.0 / max(count - 1, 1)) - 1.0
@@ -239,7 +239,7 @@ def _axis_powers(count: int) -> np.ndarray:
     return powers
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _bilinear_powers(count: int, size: int) -> np.ndarray:
     """_axis_powers(count) scaled up to ``size`` points by Pillow's bilinear resize, float32 [3, size]."""
     powers = Image.fromarray(np.ascontiguousarray(_axis_powers(count).T, dtype=np.float32))
@@ -248,7 +248,9 @@ def _bilinear_powers(count: int, size: int) -> np.ndarray:
     return scaled
 
 
-@functools.lru_cache(maxsize=256)
+# The grid's longer side is always PAPER_GRID, so its shapes are few (one per aspect ratio of
+# the uploads); each table is 200 kB, so only the recent ones are kept.
+@functools.lru_cache(maxsize=16)
 def _quadratic_design(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows [1, x, y, x^2, xy, y^2] for every pixel of a height x width grid, x and y in [-1, 1],
     and their normal matrix with a small ridge (it keeps the fit solvable when few pixels are paper)."""
