@@ -11,8 +11,10 @@ from ``git show`` into a module of its own, so no copy of the old code lives in 
 Timing: the CPU time of ``prepare`` (bytes -> 28x28) for each payload, the reference and the
 current recipe interleaved round by round in alternating order, so that load from other
 processes hits both alike; the naive app's open + convert("L") + resize is timed the same way
-for scale.  Medians over rounds of many calls, in-process, no server.  Pillow is configured as
-the service configures it (``configure_pillow``) for every contender.
+for scale.  Then POST /predict through the service's Flask app with the naive resize, the
+reference and the current recipe in turn, and through bench/naive_app.py: what the service
+costs around the recipe.  Medians over rounds of many calls, in-process, no server.  Pillow is
+configured as the service configures it (``configure_pillow``) for every contender.
 
 Sameness: every picture of a broad corpus through both recipes: the 28x28 outputs' largest and
 mean absolute difference, whether both refuse the same pictures (NoInk, InvalidImage), and how
@@ -102,26 +104,77 @@ def time_calls(function: Callable[[], object], calls: int) -> float:
     return (time.thread_time() - started) / calls
 
 
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, seconds: float) -> dict[str, float]:
+    """Median CPU ms per call of each contender, timed round by round in alternating order."""
+    for function in contenders.values():
+        function()  # warm caches (and the recipe's per-size tables)
+    slowest = max(time_calls(function, 3) for function in contenders.values())
+    calls = max(1, int(seconds / rounds / len(contenders) / slowest))
+    times: dict[str, list[float]] = {key: [] for key in contenders}
+    for round_number in range(rounds):
+        for key in list(contenders) if round_number % 2 == 0 else list(reversed(contenders)):
+            times[key].append(time_calls(contenders[key], calls) * 1e3)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def timing(reference: types.ModuleType, payloads: dict[str, bytes], rounds: int, seconds: float) -> None:
-    contenders = {"naive": naive_prepare, "reference": reference.prepare, "current": imaging.prepare}
     print(f"prepare(bytes) -> 28x28, CPU ms per call, median of {rounds} rounds, interleaved in-process")
     print(f"{'payload':42s} {'naive':>8s} {'reference':>10s} {'current':>8s}"
           f" {'current/ref':>12s} {'current-naive':>14s}")
     for name, data in payloads.items():
-        for prepare in contenders.values():
-            prepare(data, SPEC)  # warm caches (and the recipe's per-size tables)
-        calls = max(1, int(seconds / rounds / len(contenders) / (time_calls(lambda: reference.prepare(data, SPEC), 3))))
-        times: dict[str, list[float]] = {key: [] for key in contenders}
-        for round_number in range(rounds):
-            order = list(contenders) if round_number % 2 == 0 else list(reversed(contenders))
-            for key in order:
-                prepare = contenders[key]
-                times[key].append(time_calls(lambda: prepare(data, SPEC), calls) * 1e3)
-        median = {key: statistics.median(values) for key, values in times.items()}
+        median = interleaved(
+            {
+                "naive": lambda: naive_prepare(data, SPEC),
+                "reference": lambda: reference.prepare(data, SPEC),
+                "current": lambda: imaging.prepare(data, SPEC),
+            },
+            rounds,
+            seconds,
+        )
         print(
             f"{name:42s} {median['naive']:8.3f} {median['reference']:10.3f} {median['current']:8.3f}"
             f" {median['current'] / median['reference']:12.2f} {median['current'] - median['naive']:14.3f}"
         )
+
+
+def app_timing(reference: types.ModuleType, models: Path, data: bytes, rounds: int, seconds: float) -> None:
+    """POST /predict through the service's Flask app with each recipe in turn, and through the naive app.
+
+    What the service costs around the recipe, and so how fast the recipe would have to be for a
+    ratio to the naive app.  Test clients in this process: no server, no network, one
+    onnxruntime thread each (the calling one, so that its CPU time is counted).
+    """
+    from bench.naive_app import create_app as create_naive_app
+    from service import create_app
+
+    os.environ["MODEL_REPOSITORY"] = str(models)  # the naive app's only setting
+    config = ServiceConfig(model_repository=models, refresh_interval=0, execution_providers="cpu", intra_op_threads=1)
+    service, naive = create_app(config).test_client(), create_naive_app().test_client()
+    current = imaging.prepare
+
+    def post(client, prepare: Callable[[bytes, ImageSpec], np.ndarray] = current) -> Callable[[], object]:
+        def call() -> None:
+            imaging.prepare = prepare  # the service's inference calls imaging.prepare
+            assert client.post("/predict", data=data, content_type="image/png").status_code == 200
+
+        return call
+
+    try:
+        median = interleaved(
+            {
+                "naive app": post(naive),
+                "service, naive resize": post(service, naive_prepare),
+                "service, reference": post(service, reference.prepare),
+                "service, current": post(service, current),
+            },
+            rounds,
+            seconds,
+        )
+    finally:
+        imaging.prepare = current
+    print(f"\nPOST /predict of the 280x280 RGB PNG in-process, CPU us per request, median of {rounds} rounds")
+    for key, milliseconds in median.items():
+        print(f"{key:24s} {milliseconds * 1e3:8.0f}   naive app / this {median['naive app'] / milliseconds:5.2f}")
 
 
 # --- sameness -------------------------------------------------------------------------------------
@@ -279,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     # environment: without its buffer pool); they apply to every contender alike.
     imaging.configure_pillow(ServiceConfig.from_env().max_image_pixels)
     if arguments.time == "all":
-        timing(reference, timing_payloads(arguments.data_dir), arguments.rounds, arguments.seconds)
+        payloads = timing_payloads(arguments.data_dir)
+        timing(reference, payloads, arguments.rounds, arguments.seconds)
+        app_timing(reference, arguments.models, next(iter(payloads.values())), arguments.rounds, arguments.seconds)
     if arguments.check == "all":
         sameness(reference, arguments.data_dir, arguments.models, arguments.limit)
     return 0
