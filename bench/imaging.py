@@ -1,7 +1,7 @@
 """The MNIST recipe (service/imaging.py) against an earlier version of itself: speed and sameness.
 
     python -m bench.imaging                          # timing, then every picture set: about 15 minutes
-    python -m bench.imaging --check none             # timing only, about 30 s
+    python -m bench.imaging --check none             # timing only, about a minute
     python -m bench.imaging --time none --limit 500  # sameness on the first 500 pictures of each set
     python -m bench.imaging --reference 382e3fb      # against the recipe at that commit (the default)
 
