@@ -49,7 +49,7 @@ SHED_REQUESTS = Counter(
 REFUSED_REQUESTS = Counter(
     "serving_refused_requests",
     "Requests refused while being read: too slow (read_timeout, 408), too large (too_large, 413; "
-    "headers_too_large, 431), unframeable (bad_framing, 400/501)",
+    "headers_too_large, 414/431), unframeable (bad_framing, 400/501), not HTTP (bad_request, 400)",
     ["reason"],
 )
 # Sampled by each worker a few times a second; summed over the live workers.
