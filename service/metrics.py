@@ -18,7 +18,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
+
+from service.logs import process_id
+
+# In multiprocess mode every update checks whether the process has forked, with os.getpid(): a
+# system call per update, several per request.  process_id() answers the same without one.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(process_id)
 
 REQUESTS = Counter(
     "serving_requests", "HTTP requests by endpoint, model and status", ["endpoint", "model", "status"]

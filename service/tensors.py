@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def _plain_numbers(value: object) -> np.ndarray | None:
     rows = [value]
     for _ in range(array.ndim - 1):
         rows = [item for row in rows for item in row]
-    if all(type(leaf) in _PLAIN_NUMBER_TYPES for row in rows for leaf in row):
+    # The leaves' types, collected in C (a generator over 784 leaves costs more than the inference).
+    if set(map(type, chain.from_iterable(rows))) <= _PLAIN_NUMBER_TYPES:
         return array
     return None
 

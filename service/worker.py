@@ -55,7 +55,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -68,7 +67,7 @@ from gunicorn.workers import base, gthread
 
 from service import lifecycle
 from service.config import ServiceConfig
-from service.logs import ACCEPTABLE_REQUEST_ID
+from service.logs import ACCEPTABLE_REQUEST_ID, new_request_id
 
 access_log = logging.getLogger("service.access")
 
@@ -653,7 +652,8 @@ class ServingWorker(gthread.ThreadWorker):
         # Requests served on the loop leave the socket watched: nothing polls until they are done.
         if conn.head.method in SAFE_METHODS:
             conn.state = Connection.SERVING
-            self.send_response(conn, self.serve(conn))
+            conn.response, keepalive = self.respond(conn)
+            self.send_response(conn, keepalive)
             return
         lane = self.lane
         conn.kind = (conn.head.path, length.bit_length())
@@ -690,7 +690,8 @@ class ServingWorker(gthread.ThreadWorker):
             self.start(waiting)
 
     def serve(self, conn: Connection) -> bool:
-        """Run one complete request through the app; whether to keep the connection."""
+        """Run one complete inference request through the app, and note its CPU time for Lane.costs;
+        whether to keep the connection."""
         started = time.thread_time()
         conn.response = b""
         try:
@@ -725,7 +726,7 @@ class ServingWorker(gthread.ThreadWorker):
             status, headers = started
         except Exception:
             self.log.exception("Error handling request %s", head.path)
-            request_id = head.request_id or uuid.uuid4().hex
+            request_id = head.request_id or new_request_id()
             return error_response(500, "Internal Server Error", "internal_server_error", "Internal Server Error",
                                   request_id, keepalive=False), False
         payload = b"".join(body)
@@ -826,7 +827,7 @@ class ServingWorker(gthread.ThreadWorker):
             if keepalive:
                 conn.skip = head.length + head.content_length - len(conn.buffer)
             conn.buffer.clear()  # the rest of the request being answered
-        request_id = (head.request_id if head else "") or uuid.uuid4().hex
+        request_id = (head.request_id if head else "") or new_request_id()
         v2 = head is not None and self.speaks_v2(head.path)
         data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers, v2=v2)
         self.unwatch(conn)

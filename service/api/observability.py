@@ -9,7 +9,6 @@ say which model answered.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from flask import Flask, Response, g, request
@@ -33,8 +32,8 @@ def register(app: Flask) -> None:
 
 def _start() -> None:
     context = g._get_current_object()
-    incoming = request.headers.get("X-Request-ID", "")
-    context.request_id = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    context.request_id = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else logs.new_request_id()
     context.request_id_token = logs.request_id.set(context.request_id)
     context.started = time.perf_counter()
 
