@@ -115,5 +115,5 @@ def predict(model: LoadedModel, inputs: dict[str, Batch]) -> tuple[dict[str, np.
 
 def _run(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     outputs, seconds = model.run(feeds)
-    metrics.INFERENCE_TIME.labels(model=model.name).observe(seconds)
+    metrics.labelled(metrics.INFERENCE_TIME, model.name).observe(seconds)
     return outputs

@@ -73,6 +73,18 @@ MODEL_LOAD_FAILURES = Counter(
 )
 
 
+_children: dict[tuple, object] = {}
+
+
+def labelled(metric, *values):
+    """``metric.labels(*values)``, looked up once: labels() takes a lock and checks its arguments on
+    every call.  For label values from bounded sets (URL rules, model names, status codes)."""
+    child = _children.get((metric, values))
+    if child is None:
+        child = _children[metric, values] = metric.labels(*values)
+    return child
+
+
 def forget_model(name: str) -> None:
     try:
         MODEL_VERSION.remove(name)

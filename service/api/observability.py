@@ -17,13 +17,6 @@ from service import logs, metrics
 
 log = logging.getLogger("service.access")
 
-# Each label combination's counter and histogram, looked up once: prometheus_client's labels()
-# takes a lock and checks its arguments on every call.  Bounded: URL rules, served model names
-# and status codes.
-_counters: dict[tuple[str, str, int], object] = {}
-_latencies: dict[str, object] = {}
-
-
 def register(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
@@ -46,29 +39,24 @@ def _finish(response: Response) -> Response:
     latency = time.perf_counter() - context.started
     current = request._get_current_object()
     # The URL rule, not the path, so that /models/<anything> cannot create unbounded series.
-    endpoint = current.url_rule.rule if current.url_rule else "unmatched"
+    rule = current.url_rule
+    endpoint = rule.rule if rule else "unmatched"
     model = context.get("model", "")
     status = response.status_code
-    counter = _counters.get((endpoint, model, status))
-    if counter is None:
-        counter = _counters[endpoint, model, status] = metrics.REQUESTS.labels(
-            endpoint=endpoint, model=model, status=str(status))
-    counter.inc()
-    histogram = _latencies.get(endpoint)
-    if histogram is None:
-        histogram = _latencies[endpoint] = metrics.REQUEST_LATENCY.labels(endpoint=endpoint)
-    histogram.observe(latency)
+    metrics.labelled(metrics.REQUESTS, endpoint, model, status).inc()
+    metrics.labelled(metrics.REQUEST_LATENCY, endpoint).observe(latency)
     response.headers["X-Request-ID"] = context.request_id
     if log.isEnabledFor(logging.INFO):
+        method, path = current.method, current.path
         log.info(
             "%s %s %d",
-            current.method,
-            current.path,
+            method,
+            path,
             status,
             extra={
                 "request_id": context.request_id,
-                "method": current.method,
-                "path": current.path,
+                "method": method,
+                "path": path,
                 "status": status,
                 "latency_ms": round(latency * 1000, 2),
                 "model": model or None,
