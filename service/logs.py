@@ -4,9 +4,11 @@
 every record (gunicorn's own and the service's) goes to stderr as one JSON object with time,
 level, logger, message, process id, the current request id, and any ``extra={...}`` fields.
 gunicorn's access log is silenced because the service writes a richer line per request
-(model, version, latency) itself; ``GunicornLogger`` (gunicorn.conf.py's ``logger_class``)
-then also skips building gunicorn's access-log fields, which it would otherwise do for every
-request before the silenced logger dropped them.
+(model, version, latency) itself.  The service's worker (service.worker) never builds gunicorn's
+access-log fields; ``GunicornLogger`` (gunicorn.conf.py's ``logger_class``) makes gunicorn's own
+workers skip them too when they run with this configuration (bench/ compares them), instead of
+building them for every request before the silenced logger drops them.  ``LineHandler`` writes
+each line with one system call.
 
 A log line is cheap: no caller lookup (the lines name their logger, not a source line), no
 system call for the process id (kept up to date across forks instead), one orjson call, the time
