@@ -159,9 +159,11 @@ def scale_pixels(unit: np.ndarray, image: ImageSpec) -> np.ndarray:
 
 
 def _finite_float32(array: np.ndarray, where: str) -> np.ndarray:
-    if not np.all(np.isfinite(array)):
-        raise InvalidInput(f"{where} contains NaN or infinity")
-    if np.any(np.abs(array) > FLOAT32_MAX):
+    # One reduction in the common case: the largest magnitude is NaN (max propagates it), infinite
+    # or above FLOAT32_MAX only when something is off; then find out which, for the message.
+    if array.size and not np.abs(array).max() <= FLOAT32_MAX:
+        if not np.isfinite(array).all():
+            raise InvalidInput(f"{where} contains NaN or infinity")
         raise InvalidInput(f"{where} contains a value too large for float32 (|x| > {FLOAT32_MAX:.3g})")
     return np.ascontiguousarray(array, dtype=np.float32)
 
