@@ -30,7 +30,7 @@ protocol, and handles connections its own way:
 - **One parse, one write.**  Each request's head is split once to frame it, then the complete
   request is checked by llhttp (httptools, in C) as it builds the WSGI environ, and the app's
   response is written out whole in one piece: gunicorn's pure-Python parser and Response cost
-  as much as a small request's inference.  gunicorn's limit_request_line/_fields/_field_size,
+  more than a small request's inference.  gunicorn's limit_request_line/_fields/_field_size,
   keepalive and max_requests apply; its pre_request/post_request hooks and access log do not
   (the service logs each request itself), nor do TLS and X-Forwarded-Proto (url_scheme is http).
 - **Drain.**  On SIGTERM readiness answers 503 at once (service.lifecycle); the connections
@@ -295,7 +295,6 @@ class Connection:
         self.buffer = bytearray()
         self.head: RequestHead | None = None
         self.chunks_scanned = 0  # offset of the next chunk-size line of a chunked body
-        self.continue_sent = False
         self.reserved = 0  # bytes of the worker's buffer budget held by the current request
         self.skip = 0  # bytes still to come of a request answered before its body arrived
         self.deadline = 0.0  # when the current state expires (monotonic seconds)
@@ -552,7 +551,7 @@ class ServingWorker(gthread.ThreadWorker):
     def read_next_request(self, conn: Connection) -> None:
         self.release(conn)
         conn.state = Connection.READING
-        conn.head, conn.chunks_scanned, conn.continue_sent = None, 0, False
+        conn.head, conn.chunks_scanned = None, 0
         if conn.skip:
             conn.deadline = time.monotonic() + self.read_timeout
         elif conn.buffer:  # the client sent its next request already (pipelining)
@@ -631,7 +630,6 @@ class ServingWorker(gthread.ThreadWorker):
         if head.expects_continue:
             try:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-                conn.continue_sent = True
             except OSError:
                 pass  # then the client sends its body after its own timeout
         return False
@@ -701,8 +699,8 @@ class ServingWorker(gthread.ThreadWorker):
             conn.cpu_seconds = time.thread_time() - started
 
     def respond(self, conn: Connection) -> tuple[bytes, bool]:
-        """The app's whole response, written here rather than by gunicorn's Response (a third of
-        the worker's time per small request), and whether the connection stays open after it."""
+        """The app's whole response as bytes, and whether the connection stays open after it
+        (gunicorn's rules: max_requests, keepalive, the client's wish; and the balance's)."""
         head = conn.head
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:  # gunicorn's max_requests
