@@ -220,12 +220,13 @@ class Request:
 
     __slots__ = ("target", "headers", "chunks")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, head: RequestHead) -> None:
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []  # of a chunked body, decoded
         try:
-            httptools.HttpRequestParser(self).feed_data(data)
+            # A body of known length needs no parsing (and would be copied into on_body): the head only.
+            httptools.HttpRequestParser(self).feed_data(data if head.chunked else memoryview(data)[:head.length])
         except httptools.HttpParserUpgrade:
             pass  # an offer to switch protocols (curl --http2 makes one): declined by answering in HTTP/1.1
         except httptools.HttpParserError as error:
@@ -642,7 +643,7 @@ class ServingWorker(gthread.ThreadWorker):
             request = bytes(conn.buffer[:length])
             del conn.buffer[:length]
         try:
-            conn.request = Request(request)
+            conn.request = Request(request, conn.head)
         except Refused as error:
             self.refuse(conn, error.status, error.reason, str(error))
             return
