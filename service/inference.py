@@ -64,11 +64,12 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload], include: Col
     results = []
     for picture, row in zip(prepared, probabilities):
         best = int(np.argmax(row))
+        values = row.tolist()  # Python floats in one call, not one float() per label
         results.append(
             {
                 "label": labels[best],
-                "probability": float(row[best]),
-                "probabilities": {label: float(value) for label, value in zip(labels, row)},
+                "probability": values[best],
+                "probabilities": dict(zip(labels, values)),
                 "model": model.name,
                 "version": model.number,
                 **verdict.fields(row, labels, model.manifest.verdict),
