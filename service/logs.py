@@ -88,7 +88,7 @@ class JsonFormatter(logging.Formatter):
 
 class LineHandler(logging.StreamHandler):
     """A StreamHandler that writes each line with one os.write on the stream's file descriptor:
-    no text layer to encode through, no buffer to flush (a third of a line's cost otherwise)."""
+    no text layer to encode through, no buffer to flush (a quarter of a line's cost otherwise)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -76,12 +76,12 @@ MODEL_LOAD_FAILURES = Counter(
 _children: dict[tuple, object] = {}
 
 
-def labelled(metric, *values):
-    """``metric.labels(*values)``, looked up once: labels() takes a lock and checks its arguments on
-    every call.  For label values from bounded sets (URL rules, model names, status codes)."""
-    child = _children.get((metric, values))
+def labelled(metric, *label_values):
+    """``metric.labels(*label_values)``, looked up once: labels() takes a lock and checks its
+    arguments on every call.  For values from bounded sets (URL rules, model names, status codes)."""
+    child = _children.get((metric, label_values))
     if child is None:
-        child = _children[metric, values] = metric.labels(*values)
+        child = _children[metric, label_values] = metric.labels(*label_values)
     return child
 
 
