@@ -10,9 +10,8 @@ workers skip them too when they run with this configuration (bench/ compares the
 building them for every request before the silenced logger drops them.  ``LineHandler`` writes
 each line with one system call.
 
-A log line is cheap: no caller lookup (the lines name their logger, not a source line), no
-system call for the process id (kept up to date across forks instead), one orjson call, the time
-formatted once a second.
+A log line is cheap: no caller lookup (the lines name their logger, not a source line), one
+orjson call, the time formatted once a second.
 """
 
 from __future__ import annotations
@@ -28,19 +27,9 @@ import orjson
 from gunicorn import glogging
 
 # Where a record was logged from (a walk up the stack) and the thread's name: nothing prints them.
-# The process id is printed, but os.getpid() is a system call per record: see process_id().
 logging._srcfile = None
 logging.logThreads = False
 logging.logMultiprocessing = False
-logging.logProcesses = False
-
-_process_id = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _process_id.__setitem__(0, os.getpid()))
-
-
-def process_id() -> int:
-    """os.getpid() without its system call: the value is renewed in every forked child."""
-    return _process_id[0]
 
 
 def new_request_id() -> str:
@@ -73,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "pid": _process_id[0],
+            "pid": record.process,
         }
         current_request = request_id.get()
         if current_request is not None:
