@@ -327,7 +327,8 @@ class Connection:
                 return trailers_end + 4 if trailers_end >= 0 else None
             following = line_end + 2 + size + 2
             if following - head.length > limit:
-                raise Refused(413, "too_large", f"the request body is longer than that; the limit is {limit} bytes (MAX_UPLOAD_BYTES)")
+                raise Refused(413, "too_large",
+                              f"the request body is longer than that; the limit is {limit} bytes (MAX_UPLOAD_BYTES)")
             if len(buffer) < following:
                 return None
             position = self.chunks_scanned = following

@@ -33,7 +33,8 @@ def _bookkeeping(wsgi_app):
 
     def application(environ, start_response):
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        current = environ[REQUEST_ID] = incoming if logs.ACCEPTABLE_REQUEST_ID.match(incoming) else logs.new_request_id()
+        acceptable = logs.ACCEPTABLE_REQUEST_ID.match(incoming)
+        current = environ[REQUEST_ID] = incoming if acceptable else logs.new_request_id()
         environ[STARTED] = time.perf_counter()
         token = logs.request_id.set(current)
         try:
