@@ -74,7 +74,8 @@ control_socket_disable = True
 
 loglevel = log_level
 logconfig_dict = logging_config(loglevel.upper())
-# gunicorn's logger, minus the access-log fields it would build (and drop) for every request.
+# gunicorn's logger, minus the access-log fields its own workers (--worker-class=gthread or sync,
+# as bench/ runs them) would build and drop for every request; service.worker builds none.
 logger_class = "service.logs.GunicornLogger"
 accesslog = None  # the service logs each request itself, with model and version
 

@@ -3,6 +3,8 @@
     python -m bench.compare                        # 3 rounds x 5 s per cell, about 6 minutes
     python -m bench.compare --rounds 4 --duration 5 --json bench/results/compare.json
     python -m bench.compare --kinds png28 health --rounds 2 --duration 3   # a quick look
+    mkdir /tmp/before && git archive e701597 | tar -x -C /tmp/before
+    python -m bench.compare --baseline /tmp/before      # this checkout against commit e701597, same rounds
 
 Both servers run at once on free loopback ports, each with 2 workers and one onnxruntime
 thread per worker: the service as deployed (gunicorn.conf.py, every feature on: request ids,
@@ -18,6 +20,10 @@ Throughput on a shared machine moves with whatever else runs; the CPU time each 
 processes spend per request (from /proc, master and workers) moves much less, so the table
 gives both: ``cpu ratio`` is naive's CPU per request over the service's (above 1: the service
 does the same work with less CPU).
+
+``--baseline DIR`` runs a third server, the service from another checkout (an earlier commit),
+in the same rounds, so that a change is measured against its own past under the same load; the
+table then also gives that server's CPU per request and its ratio to this checkout's.
 
 Needs wrk (Debian: apt-get install wrk).  Nothing here asserts a timing.
 """
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="service environment")
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (service)")
     parser.add_argument("--json", type=Path, help="also write every run here (bench/results/ is git-ignored)")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the service from this checkout (an earlier commit, e.g. from git archive)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
@@ -181,6 +189,12 @@ def main(argv: list[str] | None = None) -> None:
             "naive": Server("naive", "bench.naive_app:create_app()", ["--workers", "2"],
                             {"MODEL_REPOSITORY": repository, "OMP_NUM_THREADS": "1"}),
         }
+        if args.baseline:
+            (workdir / "prometheus-baseline").mkdir()
+            servers["baseline"] = Server(
+                "baseline", "service:create_app()", ["--config", "gunicorn.conf.py", *args.gunicorn_arg],
+                {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus-baseline")},
+                cwd=args.baseline.resolve())
         ports = {name: free_port() for name in servers}
         processes = {name: stack.enter_context(running(server, ports[name], workdir))
                      for name, server in servers.items()}
@@ -188,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
 
         runs = []
         for round_index in range(args.rounds):
-            order = ["service", "naive"] if round_index % 2 == 0 else ["naive", "service"]
+            order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
             for kind in (all_kinds[name] for name in args.kinds):
                 for connections in kind.concurrency:
                     for name in order:
@@ -211,8 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.rounds} interleaved rounds of "
           f"{args.duration:g} s per cell, medians; service: gunicorn.conf.py {' '.join(args.gunicorn_arg)} "
           f"{' '.join(args.env)}; naive: bench/naive_app.py on 2 sync workers\n")
+    baseline = "baseline" in servers
     print(f"{'request':<26} {'conns':>5} {'service/s':>10} {'naive/s':>10} {'ratio':>6}   "
-          f"{'cpu us/req':>10} {'naive':>6} {'cpu ratio':>9} {'errors':>6}  balance")
+          f"{'cpu us/req':>10} {'naive':>6} {'cpu ratio':>9} {'errors':>6}  "
+          + (f"{'baseline cpu':>12} {'x service':>9}  " if baseline else "") + "balance")
     for kind in (all_kinds[name] for name in args.kinds):
         for connections in kind.concurrency:
             cell = [run for run in runs if run["kind"] == kind.name and run["connections"] == connections]
@@ -225,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label:<26} {connections:>5} {rate['service'] * unit:>10,.0f} {rate['naive'] * unit:>10,.0f} "
                   f"{rate['service'] / rate['naive']:>6.2f}   {cpu['service']:>10.0f} {cpu['naive']:>6.0f} "
                   f"{cpu['naive'] / cpu['service']:>9.2f} {errors:>6}  "
+                  + (f"{cpu['baseline']:>12.0f} {cpu['baseline'] / cpu['service']:>9.2f}  " if baseline else "")
                   + (f"min worker share {min(shares):.0%}" if shares else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ class Server:
     app: str  # gunicorn's APP_MODULE
     gunicorn_args: list[str]
     env: dict[str, str]
+    cwd: Path = ROOT  # where it runs, and so whose code it imports (another checkout, say)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def running(server: Server, port: int, log_dir: Path) -> Iterator[subprocess.Pop
     command = [sys.executable, "-m", "gunicorn", *server.gunicorn_args,
                "--bind", f"127.0.0.1:{port}", server.app]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **server.env},
+        process = subprocess.Popen(command, cwd=server.cwd, env={**os.environ, **server.env},
                                    stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_ready(port, process, log_path)

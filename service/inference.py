@@ -64,11 +64,12 @@ def classify_images(model: LoadedModel, uploads: list[ImageUpload], include: Col
     results = []
     for picture, row in zip(prepared, probabilities):
         best = int(np.argmax(row))
+        values = row.tolist()  # Python floats in one call, not one float() per label
         results.append(
             {
                 "label": labels[best],
-                "probability": float(row[best]),
-                "probabilities": {label: float(value) for label, value in zip(labels, row)},
+                "probability": values[best],
+                "probabilities": dict(zip(labels, values)),
                 "model": model.name,
                 "version": model.number,
                 **verdict.fields(row, labels, model.manifest.verdict),
@@ -115,5 +116,5 @@ def predict(model: LoadedModel, inputs: dict[str, Batch]) -> tuple[dict[str, np.
 
 def _run(model: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     outputs, seconds = model.run(feeds)
-    metrics.INFERENCE_TIME.labels(model=model.name).observe(seconds)
+    metrics.labelled(metrics.INFERENCE_TIME, model.name).observe(seconds)
     return outputs

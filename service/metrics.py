@@ -18,7 +18,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess
+from prometheus_client import multiprocess, values
+
+# In multiprocess mode every update checks whether the process has forked, with os.getpid(): a
+# system call per update, several per request.  This answers the same without one: the value is
+# renewed in every forked child.
+_process_id = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _process_id.__setitem__(0, os.getpid()))
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(lambda: _process_id[0])
 
 REQUESTS = Counter(
     "serving_requests", "HTTP requests by endpoint, model and status", ["endpoint", "model", "status"]
@@ -49,7 +57,7 @@ SHED_REQUESTS = Counter(
 REFUSED_REQUESTS = Counter(
     "serving_refused_requests",
     "Requests refused while being read: too slow (read_timeout, 408), too large (too_large, 413; "
-    "headers_too_large, 431), unframeable (bad_framing, 400/501)",
+    "headers_too_large, 414/431), unframeable (bad_framing, 400/501), not HTTP (bad_request, 400)",
     ["reason"],
 )
 # Sampled by each worker a few times a second; summed over the live workers.
@@ -64,6 +72,18 @@ MODEL_LOAD_FAILURES = Counter(
     "Model versions refused at start-up or on refresh (invalid manifest, checksum, graph, signature)",
     ["model", "phase"],
 )
+
+
+_children: dict[tuple, object] = {}
+
+
+def labelled(metric, *label_values):
+    """``metric.labels(*label_values)``, looked up once: labels() takes a lock and checks its
+    arguments on every call.  For values from bounded sets (URL rules, model names, status codes)."""
+    child = _children.get((metric, label_values))
+    if child is None:
+        child = _children[metric, label_values] = metric.labels(*label_values)
+    return child
 
 
 def forget_model(name: str) -> None:

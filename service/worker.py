@@ -5,8 +5,8 @@ measurements): sync and gthread workers give a request thread to a client before
 has arrived, so a few clients that send their headers slowly stop the service; a gthread
 worker keeps every kept-alive connection it accepted, so one of two workers can end up with
 all of them; and every class queues health checks behind inference, and queues requests
-without bound until clients time out.  This worker keeps gunicorn's HTTP parser, WSGI
-handling, signals and arbiter protocol, and handles connections its own way:
+without bound until clients time out.  This worker keeps gunicorn's signals, settings and arbiter
+protocol, and handles connections its own way:
 
 - **A buffering front.**  One event loop per worker owns every socket.  It reads each request,
   headers and body, without blocking (a slow client costs a connection, not a thread), hands
@@ -27,6 +27,12 @@ handling, signals and arbiter protocol, and handles connections its own way:
 - **Balanced accepting.**  The workers publish their open connection counts in memory shared
   through the fork, and a worker accepts only while it holds no more connections than the
   least loaded live one, so kept-alive connections spread evenly over the workers.
+- **One parse, one write.**  Each request's head is split once to frame it, then the complete
+  request is checked by llhttp (httptools, in C) as it builds the WSGI environ, and the app's
+  response is written out whole in one piece: gunicorn's pure-Python parser and Response cost
+  more than a small request's inference.  gunicorn's limit_request_line/_fields/_field_size,
+  keepalive and max_requests apply; its pre_request/post_request hooks and access log do not
+  (the service logs each request itself), nor do TLS and X-Forwarded-Proto (url_scheme is http).
 - **Drain.**  On SIGTERM readiness answers 503 at once (service.lifecycle); the connections
   already in the listen backlog are accepted and the listening socket is closed, so new
   connections are refused; requests already received are answered (``Connection: close``);
@@ -37,7 +43,7 @@ handling, signals and arbiter protocol, and handles connections its own way:
 from __future__ import annotations
 
 import errno
-import html
+import io
 import json
 import logging
 import mmap
@@ -46,21 +52,22 @@ import queue
 import re
 import selectors
 import socket
+import sys
 import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
+from urllib.parse import unquote_to_bytes
 
-from gunicorn import http
-from gunicorn.http.errors import NoMoreData
+import httptools
+from gunicorn import SERVER_SOFTWARE
 from gunicorn.workers import base, gthread
 
 from service import lifecycle
 from service.config import ServiceConfig
-from service.logs import ACCEPTABLE_REQUEST_ID
+from service.logs import ACCEPTABLE_REQUEST_ID, new_request_id
 
 access_log = logging.getLogger("service.access")
 
@@ -120,81 +127,25 @@ class ConnectionBoard:
                    default=None)
 
 
-class RequestBytes:
-    """One complete request, already read: the "socket" gunicorn's parser reads it from."""
+class Refused(ValueError):
+    """A request the front answers from its head alone: unframeable, or beyond a limit."""
 
-    def __init__(self) -> None:
-        self._data = memoryview(b"")
-
-    def load(self, data: bytes) -> None:
-        self._data = memoryview(data)
-
-    def recv(self, size: int) -> bytes:
-        chunk, self._data = self._data[:size], self._data[size:]
-        return bytes(chunk)
-
-
-class ResponseBuffer:
-    """What gunicorn writes a response to: kept in memory, sent later by the event loop.
-
-    It stands in for the client socket in gunicorn's Response and error writer, which also
-    call the socket methods below.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.chunks: list[bytes] = []
-
-    def sendall(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-    def send(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
-        file.seek(offset)
-        data = file.read() if count is None else file.read(count)
-        self.chunks.append(data)
-        return len(data)
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks = []
-        return data
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    # Timeouts and shutdown concern the real socket, which the event loop manages.
-    def gettimeout(self) -> float | None:
-        return None
-
-    def settimeout(self, _timeout: float | None) -> None:
-        pass
-
-    def setblocking(self, _flag: bool) -> None:
-        pass
-
-    def shutdown(self, _how: int) -> None:
-        pass
-
-    def recv(self, _size: int) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
-class BadFraming(ValueError):
-    """Where the request ends cannot be known from what it sent."""
-
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, reason: str, message: str):
         super().__init__(message)
         self.status = status
+        self.reason = reason  # serving_refused_requests_total's label
 
 
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """gunicorn's limit_request_line, limit_request_fields and limit_request_field_size (0: none)."""
+
+    line: int
+    fields: int
+    field_size: int
 
 
 @dataclass
@@ -209,17 +160,26 @@ class RequestHead:
     expects_continue: bool
     wants_close: bool
     request_id: str
+    http10: bool
 
     @classmethod
-    def parse(cls, head: bytes) -> RequestHead:
+    def parse(cls, head: bytes, limits: HeadLimits) -> RequestHead:
         request_line, *header_lines = head[:-4].split(b"\r\n")
+        if limits.line and len(request_line) > limits.line:
+            raise Refused(414, "headers_too_large",
+                          f"the request line is {len(request_line)} bytes; the limit is {limits.line}")
+        if len(header_lines) > limits.fields:
+            raise Refused(431, "headers_too_large",
+                          f"{len(header_lines)} header fields; the limit is {limits.fields}")
         parts = request_line.split(b" ")
-        # A malformed request line is left to gunicorn's parser, which answers 400 and closes.
-        method = parts[0].decode("latin-1") if len(parts) == 3 else ""
-        path = parts[1].split(b"?", 1)[0].decode("latin-1") if len(parts) == 3 else ""
-        version = parts[2] if len(parts) == 3 else b""
+        if len(parts) != 3:  # llhttp would take "GET /" for HTTP/0.9
+            raise Refused(400, "bad_request", "the request line must be: method, a space, target, a space, HTTP/1.1")
+        method, path, version = parts[0].decode("latin-1"), parts[1].split(b"?", 1)[0].decode("latin-1"), parts[2]
         lengths, codings, expect, connection, request_id = set(), [], b"", b"", ""
         for line in header_lines:
+            if limits.field_size and len(line) > limits.field_size:
+                raise Refused(431, "headers_too_large",
+                              f"a header field is {len(line)} bytes; the limit is {limits.field_size}")
             name, _, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip()
             if name == b"content-length":
@@ -233,11 +193,11 @@ class RequestHead:
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")
         if codings and lengths:
-            raise BadFraming(400, "a request may carry Content-Length or Transfer-Encoding, not both")
+            raise Refused(400, "bad_framing", "a request may carry Content-Length or Transfer-Encoding, not both")
         if codings and codings != [b"chunked"]:
-            raise BadFraming(501, "the only transfer coding accepted is chunked")
+            raise Refused(501, "bad_framing", "the only transfer coding accepted is chunked")
         if len(lengths) > 1 or (lengths and not next(iter(lengths)).isdigit()):
-            raise BadFraming(400, "Content-Length must be one decimal number")
+            raise Refused(400, "bad_framing", "Content-Length must be one decimal number")
         return cls(
             method=method,
             path=path,
@@ -247,7 +207,77 @@ class RequestHead:
             expects_continue=expect == b"100-continue" and version == b"HTTP/1.1",
             wants_close=b"close" in connection or (version == b"HTTP/1.0" and b"keep-alive" not in connection),
             request_id=request_id if ACCEPTABLE_REQUEST_ID.match(request_id) else "",
+            http10=version == b"HTTP/1.0",
         )
+
+
+class Request:
+    """One complete request as llhttp (httptools, in C) reads it: its target, headers and body.
+
+    The front's own parse (RequestHead) only frames requests; this one checks the syntax of
+    all of it, as gunicorn's parser did, at a tenth of the cost.
+    """
+
+    __slots__ = ("target", "headers", "chunks")
+
+    def __init__(self, data: bytes, head: RequestHead) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []  # of a chunked body, decoded
+        try:
+            # A body of known length needs no parsing (and would be copied into on_body): the head only.
+            httptools.HttpRequestParser(self).feed_data(data if head.chunked else memoryview(data)[:head.length])
+        except httptools.HttpParserUpgrade:
+            pass  # an offer to switch protocols (curl --http2 makes one): declined by answering in HTTP/1.1
+        except httptools.HttpParserError as error:
+            raise Refused(400, "bad_request", f"the request is not valid HTTP/1.1: {error}") from None
+
+    # httptools' callbacks
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+
+def wsgi_environ(request: Request, data: bytes, head: RequestHead, client, server, base_environ: dict) -> dict:
+    """The WSGI environ of a request, with the keys gunicorn's would have that matter here."""
+    try:
+        url = httptools.parse_url(request.target)
+        path, query = url.path or b"", url.query or b""
+    except httptools.HttpParserInvalidURLError:  # "*" (OPTIONS *)
+        path, query = request.target, b""
+    environ = base_environ.copy()
+    environ["REQUEST_METHOD"] = head.method
+    environ["RAW_URI"] = request.target.decode("latin-1")
+    environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    environ["QUERY_STRING"] = query.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/1.0" if head.http10 else "HTTP/1.1"
+    environ["wsgi.input"] = io.BytesIO(b"".join(request.chunks) if head.chunked else data[head.length:])
+    if isinstance(client, tuple):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    else:  # a Unix socket's peer
+        environ["REMOTE_ADDR"] = client.decode() if isinstance(client, bytes) else client
+    if isinstance(server, tuple):
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    for name, value in request.headers:
+        key = name.decode("latin-1").upper()
+        if "_" in key:
+            continue  # as gunicorn does: X_Forwarded_For must not pass for X-Forwarded-For
+        key = key.replace("-", "_")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = value.decode("latin-1")
+            continue
+        key = "HTTP_" + key
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    if not isinstance(server, tuple):  # a Unix socket: the name the client used
+        host, _, port = environ.get("HTTP_HOST", "").partition(":")
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = host, port or ("80" if host else "")
+    return environ
 
 
 class Connection:
@@ -255,18 +285,17 @@ class Connection:
 
     READING, WAITING, SERVING, SENDING, CLOSING = "reading", "waiting", "serving", "sending", "closing"
 
-    def __init__(self, cfg, sock: socket.socket, client, server) -> None:
+    def __init__(self, sock: socket.socket, client, server) -> None:
         self.sock = sock
         self.client = client
         self.server = server
-        self.source = RequestBytes()
-        self.parser = http.get_parser(cfg, self.source, client)
-        self.response = ResponseBuffer(sock)
+        self.request: Request | None = None  # the complete request being served
+        self.request_bytes = b""
+        self.response = b""  # its answer, whole
         self.state = self.READING
         self.buffer = bytearray()
         self.head: RequestHead | None = None
         self.chunks_scanned = 0  # offset of the next chunk-size line of a chunked body
-        self.continue_sent = False
         self.reserved = 0  # bytes of the worker's buffer budget held by the current request
         self.skip = 0  # bytes still to come of a request answered before its body arrived
         self.deadline = 0.0  # when the current state expires (monotonic seconds)
@@ -291,14 +320,15 @@ class Connection:
                 return None
             size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].strip()
             if not _CHUNK_SIZE.fullmatch(size_text):
-                raise BadFraming(400, "invalid chunk size in a chunked body")
+                raise Refused(400, "bad_framing", "invalid chunk size in a chunked body")
             size = int(size_text, 16)
             if size == 0:
                 trailers_end = buffer.find(b"\r\n\r\n", line_end)
                 return trailers_end + 4 if trailers_end >= 0 else None
             following = line_end + 2 + size + 2
             if following - head.length > limit:
-                raise BadFraming(413, f"the request body is longer than that; the limit is {limit} bytes (MAX_UPLOAD_BYTES)")
+                raise Refused(413, "too_large",
+                              f"the request body is longer than that; the limit is {limit} bytes (MAX_UPLOAD_BYTES)")
             if len(buffer) < following:
                 return None
             position = self.chunks_scanned = following
@@ -378,6 +408,7 @@ class ServingWorker(gthread.ThreadWorker):
         self.balance_checked = (-1, 0.0)  # connection count and time of the last look at the board
         self.inline_until = 0.0  # perf_counter time until which this round may run requests inline
         self.limit_reported = 0.0
+        self.keep_connections = True  # False while this worker holds more connections than its share
 
     # --- start, heartbeat, signals ---
 
@@ -388,6 +419,11 @@ class ServingWorker(gthread.ThreadWorker):
         self.read_timeout = settings.request_read_timeout
         self.retry_after = settings.retry_after
         self.keepalive = self.cfg.keepalive
+        cfg = self.cfg
+        self.head_limits = HeadLimits(cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size)
+        self.base_environ = {"wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+                             "wsgi.multithread": True, "wsgi.multiprocess": cfg.workers > 1, "wsgi.run_once": False,
+                             "wsgi.input_terminated": True, "SERVER_SOFTWARE": SERVER_SOFTWARE, "SCRIPT_NAME": ""}
         self.lane = Lane(max(1, self.cfg.threads), settings.max_queued_requests, settings.max_queue_wait,
                          serve=self.serve,
                          done=lambda conn, keepalive: self.method_queue.defer(self.finished_in_lane, conn, keepalive))
@@ -459,10 +495,8 @@ class ServingWorker(gthread.ThreadWorker):
         self.set_accept_enabled(allowed)
         # A worker that holds two or more connections more than another (they came before that
         # one started, or it lost some) answers with "Connection: close" until that is no longer
-        # so: the clients reconnect, and the other worker accepts.  gthread's request handling
-        # closes a connection when len(keepalived_conns) >= max_keepalived; this worker keeps
-        # no such list, so the limit alone decides.
-        self.max_keepalived = 0 if fewest is not None and count > fewest + 1 else self.worker_connections
+        # so: the clients reconnect, and the other worker accepts.
+        self.keep_connections = fewest is None or count <= fewest + 1
         return allowed
 
     def accept(self, listener) -> None:
@@ -482,7 +516,7 @@ class ServingWorker(gthread.ThreadWorker):
 
     def add(self, sock: socket.socket, client, server) -> None:
         sock.setblocking(False)
-        conn = Connection(self.cfg, sock, client, server)
+        conn = Connection(sock, client, server)
         conn.on_readable = partial(self.on_readable, conn)
         self.connections.add(conn)
         self.publish()
@@ -519,7 +553,7 @@ class ServingWorker(gthread.ThreadWorker):
     def read_next_request(self, conn: Connection) -> None:
         self.release(conn)
         conn.state = Connection.READING
-        conn.head, conn.chunks_scanned, conn.continue_sent = None, 0, False
+        conn.head, conn.chunks_scanned = None, 0
         if conn.skip:
             conn.deadline = time.monotonic() + self.read_timeout
         elif conn.buffer:  # the client sent its next request already (pipelining)
@@ -565,12 +599,12 @@ class ServingWorker(gthread.ThreadWorker):
                         self.refuse(conn, 431, "headers_too_large",
                                     f"the request line and headers are longer than {MAX_HEAD} bytes")
                     return
-                conn.head = RequestHead.parse(bytes(conn.buffer[: end + 4]))
+                conn.head = RequestHead.parse(bytes(conn.buffer[: end + 4]), self.head_limits)
                 if self.early_answer(conn):
                     return
             length = conn.request_length(self.max_body)
-        except BadFraming as error:
-            self.refuse(conn, error.status, "too_large" if error.status == 413 else "bad_framing", str(error))
+        except Refused as error:
+            self.refuse(conn, error.status, error.reason, str(error))
             return
         if length is not None:
             self.dispatch(conn, length)
@@ -598,7 +632,6 @@ class ServingWorker(gthread.ThreadWorker):
         if head.expects_continue:
             try:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-                conn.continue_sent = True
             except OSError:
                 pass  # then the client sends its body after its own timeout
         return False
@@ -610,11 +643,17 @@ class ServingWorker(gthread.ThreadWorker):
         else:
             request = bytes(conn.buffer[:length])
             del conn.buffer[:length]
-        conn.source.load(request)
+        try:
+            conn.request = Request(request, conn.head)
+        except Refused as error:
+            self.refuse(conn, error.status, error.reason, str(error))
+            return
+        conn.request_bytes = request
         # Requests served on the loop leave the socket watched: nothing polls until they are done.
         if conn.head.method in SAFE_METHODS:
             conn.state = Connection.SERVING
-            self.send_response(conn, self.serve(conn))
+            conn.response, keepalive = self.respond(conn)
+            self.send_response(conn, keepalive)
             return
         lane = self.lane
         conn.kind = (conn.head.path, length.bit_length())
@@ -651,48 +690,63 @@ class ServingWorker(gthread.ThreadWorker):
             self.start(waiting)
 
     def serve(self, conn: Connection) -> bool:
-        """Parse and run one buffered request through the app; whether to keep the connection."""
+        """Run one complete inference request through the app, and note its CPU time for Lane.costs;
+        whether to keep the connection."""
         started = time.thread_time()
+        conn.response = b""
         try:
-            return self._serve(conn)
+            conn.response, keepalive = self.respond(conn)
+            return keepalive
         finally:
             conn.cpu_seconds = time.thread_time() - started
 
-    def _serve(self, conn: Connection) -> bool:
-        request = None
+    def respond(self, conn: Connection) -> tuple[bytes, bool]:
+        """The app's whole response as bytes, and whether the connection stays open after it
+        (gunicorn's rules: max_requests, keepalive, the client's wish; and the balance's)."""
+        head = conn.head
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:  # gunicorn's max_requests
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+        keepalive = self.alive and self.keepalive > 0 and self.keep_connections and not head.wants_close
+        environ = wsgi_environ(conn.request, conn.request_bytes, head, conn.client, conn.server, self.base_environ)
+        started, body = [], []
+
+        def start_response(status, headers, exc_info=None):
+            started[:] = (status, headers)
+            return body.append
+
         try:
-            request = next(conn.parser)
-            if conn.continue_sent:
-                request._expected_100_continue = False  # the front has sent it already
-            keepalive = self.handle_request(request, conn)
-            # An unread body is in memory: dropping it cannot block.
-            return bool(keepalive and conn.parser.finish_body())
-        except (StopIteration, NoMoreData):
-            return False
-        except Exception as error:  # gunicorn's own error responses (400, 431, 500 ...)
-            self.handle_error(request, conn.response, conn.client, error)
-            return False
-
-    def handle_error(self, req, client, addr, exc) -> None:
-        """gunicorn's answer to a request it cannot parse or serve, in the service's JSON format."""
-        page = ResponseBuffer(None)
-        super().handle_error(req, page, addr, exc)  # logs it, and writes an HTML page
-        status_line, _, html_page = page.take().decode("latin-1").partition("\r\n")
-        _, status, reason = status_line.split(" ", 2)
-        found = re.search(r"</h1>\s*(.*?)\s*</body>", html_page, re.S)
-        message = html.unescape(found.group(1)) if found and found.group(1) else reason
-        client.sendall(error_response(int(status), reason, reason.lower().replace(" ", "_"), message,
-                                      uuid.uuid4().hex, keepalive=False))
-
-    def handle_request(self, request, conn: Connection) -> bool:
-        # gthread's request handling (WSGI call, keep-alive rules, max_requests, hooks), with
-        # the response going to memory instead of the socket.
-        return super().handle_request(request, _ResponseTarget(conn.response, conn.client, conn.server))
+            chunks = self.wsgi(environ, start_response)
+            try:
+                body.extend(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+            status, headers = started
+        except Exception:
+            self.log.exception("Error handling request %s", head.path)
+            request_id = head.request_id or new_request_id()
+            return error_response(500, "Internal Server Error", "internal_server_error", "Internal Server Error",
+                                  request_id, keepalive=False), False
+        payload = b"".join(body)
+        lines = [f"HTTP/1.{0 if head.http10 else 1} {status}\r\nServer: gunicorn\r\nDate: {http_date()}\r\n"
+                 f"Connection: {'keep-alive' if keepalive else 'close'}\r\n"]
+        sized = False
+        for name, value in headers:
+            lines.append(f"{name}: {value}\r\n")
+            sized = sized or name.lower() == "content-length"
+        # The whole body is here, so its length is known: no chunked framing needed.
+        if not sized and head.method != "HEAD" and status[:1] != "1" and status[:3] not in ("204", "304"):
+            lines.append(f"Content-Length: {len(payload)}\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1") + payload, keepalive
 
     # --- sending responses ---
 
     def send_response(self, conn: Connection, keepalive: bool) -> None:
-        self.send(conn, conn.response.take(), keepalive, linger=CLOSE_LINGER)
+        data, conn.response, conn.request, conn.request_bytes = conn.response, b"", None, b""
+        self.send(conn, data, keepalive, linger=CLOSE_LINGER)
 
     def send(self, conn: Connection, data: bytes, keepalive: bool, linger: float) -> None:
         conn.state = Connection.SENDING
@@ -773,7 +827,7 @@ class ServingWorker(gthread.ThreadWorker):
             if keepalive:
                 conn.skip = head.length + head.content_length - len(conn.buffer)
             conn.buffer.clear()  # the rest of the request being answered
-        request_id = (head.request_id if head else "") or uuid.uuid4().hex
+        request_id = (head.request_id if head else "") or new_request_id()
         v2 = head is not None and self.speaks_v2(head.path)
         data = error_response(status, _REASONS[status], code, message, request_id, keepalive, headers, v2=v2)
         self.unwatch(conn)
@@ -832,27 +886,25 @@ class ServingWorker(gthread.ThreadWorker):
         self.method_queue.close()
 
 
-@dataclass
-class _ResponseTarget:
-    """The connection as gunicorn's request handling sees it: the socket is the response buffer."""
-
-    sock: ResponseBuffer
-    client: object
-    server: object
-
-
 def error_response(status: int, reason: str, code: str, message: str, request_id: str, keepalive: bool,
                    headers: dict | None = None, v2: bool = False) -> bytes:
     """A whole HTTP response carrying the application's error body: {"error": {code, message}},
     or the Open Inference Protocol's {"error": message} under /v2 (as service.errors does)."""
     error = message if v2 else {"code": code, "message": message}
     body = json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n"
-    lines = [f"HTTP/1.1 {status} {reason}", f"Date: {formatdate(usegmt=True)}", "Content-Type: application/json",
+    lines = [f"HTTP/1.1 {status} {reason}", f"Date: {http_date()}", "Content-Type: application/json",
              f"Content-Length: {len(body)}", f"X-Request-ID: {request_id}",
              f"Connection: {'keep-alive' if keepalive else 'close'}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large",
+def http_date(_cache: list = [0, ""]) -> str:  # noqa: B006 (the per-second cache)
+    now = int(time.time())
+    if now != _cache[0]:
+        _cache[:] = [now, formatdate(now, usegmt=True)]
+    return _cache[1]
+
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Request Entity Too Large", 414: "URI Too Long",
             431: "Request Header Fields Too Large", 501: "Not Implemented", 503: "Service Unavailable"}

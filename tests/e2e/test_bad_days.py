@@ -418,6 +418,18 @@ def test_http_framing_the_front_must_understand(repository, tmp_path):
         too_big = head + b"Content-Length: 999999999\r\n\r\n"
         answer = raw_exchange(port, too_big)
         assert answer.startswith(b"HTTP/1.1 413 ") and b'"request_entity_too_large"' in answer
+        long_line = b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: test\r\n\r\n"  # gunicorn's limit_request_line
+        assert raw_exchange(port, long_line).startswith(b"HTTP/1.1 414 ")
+        # No version: not HTTP/1.x (llhttp alone would take it for HTTP/0.9).
+        answer = raw_exchange(port, b"GET /healthz\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 ") and b'"bad_request"' in answer
+
+        # The target is percent-decoded for routing and the query string kept apart.
+        answer = raw_exchange(port, b"GET /models/mnist%5Fmlp?unused=1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"name":"mnist_mlp"' in answer
+        # HTTP/1.0 is answered in HTTP/1.0, and the connection closed since it did not ask to keep it.
+        answer = raw_exchange(port, b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 200 ") and b"Connection: close\r\n" in answer and b'"alive"' in answer
 
 
 def test_kept_alive_connections_spread_over_both_workers(repository, tmp_path):
