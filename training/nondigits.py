@@ -4,8 +4,10 @@ Outlier exposure (Hendrycks et al. 2019) needs examples of what is not a digit, 
 needs some to choose and check its thresholds on.  No digit data set other than MNIST's training
 images is used anywhere in training, so these are drawn here: letters rendered from the fonts on
 the machine and distorted like handwriting, other symbols, polygons, loose strokes, scribbles,
-hatching, crosses, ticks, noise, textures (``TRAINING_KINDS``), and, for evaluation only, kinds training never sees: words, stars,
-arrows, spirals and simple drawings (``EVALUATION_KINDS``).
+hatching, crosses, ticks, noise, textures, arrows and simple drawings (a smiley, a house, a sun, a
+tree, a fish, a flower, a cloud, an envelope: ``TRAINING_KINDS``), and, for evaluation only, kinds
+training never sees: words, stars, spirals, zigzags and drawings of other objects (a heart, a cup,
+an umbrella, a ladder, a car, a bell: ``EVALUATION_KINDS``).
 
 Letters a person could read as a digit (O, I, S, Z, B, G, ...) are left out: teaching the model
 that an "O" is not a digit would teach it to doubt every 0.
@@ -270,39 +272,143 @@ def spiral(draw, rng, image):
     draw.line(path, fill=0, width=_pen(rng) // 2 + 2, joint="curve")
 
 
-def drawing(draw, rng, image):
-    pen = _pen(rng) // 2 + 2
-    choice = rng.integers(5)
+def _outline(draw: ImageDraw.ImageDraw, rng: np.random.Generator, pen: int, points: list[tuple[float, float]]) -> None:
+    """A closed shape through ``points`` (fractions of the canvas), each corner a little off, as a hand draws it."""
+    wobbly = [((x + rng.normal(0, 0.015)) * CANVAS, (y + rng.normal(0, 0.015)) * CANVAS) for x, y in points]
+    draw.line([*wobbly, wobbly[0]], fill=0, width=pen, joint="curve")
+
+
+def _box(rng: np.random.Generator, left: float, top: float, right: float, bottom: float) -> list[float]:
+    """The box (fractions of the canvas) moved and resized a little; never turned inside out."""
+    dx, dy = rng.normal(0, 0.015, 2)
+    grow = rng.uniform(0.9, 1.1)
+    cx, cy, half_w, half_h = (left + right) / 2 + dx, (top + bottom) / 2 + dy, (right - left) / 2, (bottom - top) / 2
+    return [(cx - half_w * grow) * CANVAS, (cy - half_h * grow) * CANVAS, (cx + half_w * grow) * CANVAS, (cy + half_h * grow) * CANVAS]
+
+
+# Simple drawings, as motifs: the training kind "drawing" uses the first group, the evaluation kind
+# "object" the second, so that the figure on objects measures pictures of a kind training never saw.
+def _smiley(draw, rng, pen):
+    draw.ellipse(_box(rng, 0.15, 0.15, 0.85, 0.85), outline=0, width=pen)
+    for x in (0.38, 0.62):
+        draw.ellipse(_box(rng, x - 0.05, 0.35, x + 0.05, 0.45), fill=0)
+    mood = (20, 160) if rng.random() < 0.7 else (200, 340)  # a smile or a frown
+    draw.arc(_box(rng, 0.32, 0.4, 0.68, 0.7) if mood[0] == 20 else _box(rng, 0.32, 0.6, 0.68, 0.85), *mood, fill=0, width=pen)
+
+
+def _house(draw, rng, pen):
+    draw.rectangle(_box(rng, 0.25, 0.45, 0.75, 0.85), outline=0, width=pen)
+    draw.line([(0.2 * CANVAS, 0.48 * CANVAS), (0.5 * CANVAS, 0.15 * CANVAS), (0.8 * CANVAS, 0.48 * CANVAS)], fill=0, width=pen)
+    draw.rectangle(_box(rng, 0.44, 0.65, 0.56, 0.85), outline=0, width=pen)
+
+
+def _sun(draw, rng, pen):
     c = CANVAS
-    if choice == 0:  # smiley
-        draw.ellipse([0.15 * c, 0.15 * c, 0.85 * c, 0.85 * c], outline=0, width=pen)
-        for x in (0.38, 0.62):
-            draw.ellipse([(x - 0.05) * c, 0.35 * c, (x + 0.05) * c, 0.45 * c], fill=0)
-        draw.arc([0.32 * c, 0.4 * c, 0.68 * c, 0.7 * c], 20, 160, fill=0, width=pen)
-    elif choice == 1:  # house
-        draw.rectangle([0.25 * c, 0.45 * c, 0.75 * c, 0.85 * c], outline=0, width=pen)
-        draw.line([(0.2 * c, 0.48 * c), (0.5 * c, 0.15 * c), (0.8 * c, 0.48 * c)], fill=0, width=pen)
-        draw.rectangle([0.44 * c, 0.65 * c, 0.56 * c, 0.85 * c], outline=0, width=pen)
-    elif choice == 2:  # sun
-        draw.ellipse([0.35 * c, 0.35 * c, 0.65 * c, 0.65 * c], outline=0, width=pen)
-        for k in range(int(rng.integers(6, 12))):
-            a = k * 2 * math.pi / 8 + rng.normal(0, 0.1)
-            draw.line(
-                [
-                    (c / 2 + 0.2 * c * math.cos(a), c / 2 + 0.2 * c * math.sin(a)),
-                    (c / 2 + 0.4 * c * math.cos(a), c / 2 + 0.4 * c * math.sin(a)),
-                ],
-                fill=0,
-                width=pen,
-            )
-    elif choice == 3:  # heart
-        t = np.linspace(0, 2 * math.pi, 120)
-        x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
-        draw.line(list(zip(c / 2 + x * c / 40, c / 2 - y * c / 40, strict=True)), fill=0, width=pen, joint="curve")
-    else:  # tree
-        draw.line([(0.5 * c, 0.9 * c), (0.5 * c, 0.55 * c)], fill=0, width=pen + 2)
-        draw.ellipse([0.25 * c, 0.1 * c, 0.75 * c, 0.6 * c], outline=0, width=pen)
+    draw.ellipse(_box(rng, 0.35, 0.35, 0.65, 0.65), outline=0, width=pen)
+    for k in range(int(rng.integers(6, 12))):
+        a = k * 2 * math.pi / 8 + rng.normal(0, 0.1)
+        inner, outer = (c / 2 + 0.2 * c * math.cos(a), c / 2 + 0.2 * c * math.sin(a)), (c / 2 + 0.4 * c * math.cos(a), c / 2 + 0.4 * c * math.sin(a))
+        draw.line([inner, outer], fill=0, width=pen)
+
+
+def _tree(draw, rng, pen):
+    c = CANVAS
+    draw.line([(0.5 * c, 0.9 * c), (0.5 * c, 0.55 * c)], fill=0, width=pen + 2)
+    draw.ellipse(_box(rng, 0.25, 0.1, 0.75, 0.6), outline=0, width=pen)
+    if rng.random() < 0.5:
         draw.line([(0.5 * c, 0.7 * c), (0.35 * c, 0.55 * c)], fill=0, width=pen)
+    else:
+        draw.line([(0.3 * c, 0.9 * c), (0.7 * c, 0.9 * c)], fill=0, width=pen)  # the ground
+
+
+def _fish(draw, rng, pen):
+    draw.ellipse(_box(rng, 0.15, 0.3, 0.7, 0.7), outline=0, width=pen)
+    _outline(draw, rng, pen, [(0.68, 0.5), (0.88, 0.3), (0.88, 0.7)])
+    draw.ellipse(_box(rng, 0.27, 0.42, 0.33, 0.48), fill=0)
+
+
+def _flower(draw, rng, pen):
+    c, petals = CANVAS, int(rng.integers(5, 8))
+    for k in range(petals):
+        a = 2 * math.pi * k / petals
+        x, y = 0.5 + 0.17 * math.cos(a), 0.38 + 0.17 * math.sin(a)
+        draw.ellipse(_box(rng, x - 0.09, y - 0.09, x + 0.09, y + 0.09), outline=0, width=max(2, pen // 2))
+    draw.line([(0.5 * c, 0.55 * c), (0.5 * c, 0.92 * c)], fill=0, width=pen)
+    draw.line([(0.5 * c, 0.75 * c), (0.66 * c, 0.66 * c)], fill=0, width=pen)
+
+
+def _cloud(draw, rng, pen):
+    for x, y, r in ((0.3, 0.55, 0.15), (0.5, 0.45, 0.2), (0.7, 0.55, 0.15)):
+        draw.arc(_box(rng, x - r, y - r, x + r, y + r), 150, 30, fill=0, width=pen)
+    draw.line([(0.15 * CANVAS, 0.68 * CANVAS), (0.85 * CANVAS, 0.68 * CANVAS)], fill=0, width=pen)
+
+
+def _envelope(draw, rng, pen):
+    draw.rectangle(_box(rng, 0.12, 0.28, 0.88, 0.72), outline=0, width=pen)
+    draw.line([(0.12 * CANVAS, 0.28 * CANVAS), (0.5 * CANVAS, 0.55 * CANVAS), (0.88 * CANVAS, 0.28 * CANVAS)], fill=0, width=pen)
+
+
+def _heart(draw, rng, pen):
+    t = np.linspace(0, 2 * math.pi, 120)
+    x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+    path = list(zip(CANVAS / 2 + x * CANVAS / 40, CANVAS / 2 - y * CANVAS / 40, strict=True))
+    if rng.random() < 0.3:
+        draw.polygon(path, fill=0)
+    else:
+        draw.line(path, fill=0, width=pen, joint="curve")
+
+
+def _cup(draw, rng, pen):
+    _outline(draw, rng, pen, [(0.25, 0.25), (0.65, 0.25), (0.6, 0.8), (0.3, 0.8)])
+    draw.arc(_box(rng, 0.55, 0.35, 0.82, 0.62), 270, 90, fill=0, width=pen)
+
+
+def _umbrella(draw, rng, pen):
+    c = CANVAS
+    draw.chord(_box(rng, 0.12, 0.15, 0.88, 0.75), 180, 360, outline=0, width=pen)
+    draw.line([(0.5 * c, 0.45 * c), (0.5 * c, 0.8 * c)], fill=0, width=pen)
+    draw.arc(_box(rng, 0.36, 0.72, 0.5, 0.88), 0, 180, fill=0, width=pen)
+
+
+def _ladder(draw, rng, pen):
+    c = CANVAS
+    for x in (0.32, 0.68):
+        draw.line([(x * c, 0.1 * c), (x * c, 0.9 * c)], fill=0, width=pen)
+    for k in range(int(rng.integers(3, 6))):
+        y = 0.2 + k * 0.6 / 4
+        draw.line([(0.32 * c, y * c), (0.68 * c, y * c)], fill=0, width=max(2, pen - 2))
+
+
+def _car(draw, rng, pen):
+    _outline(draw, rng, pen, [(0.1, 0.65), (0.1, 0.5), (0.3, 0.5), (0.4, 0.3), (0.65, 0.3), (0.75, 0.5), (0.9, 0.5), (0.9, 0.65)])
+    for x in (0.28, 0.72):
+        draw.ellipse(_box(rng, x - 0.08, 0.6, x + 0.08, 0.76), outline=0, width=pen)
+
+
+def _bell(draw, rng, pen):
+    _outline(draw, rng, pen, [(0.5, 0.15), (0.65, 0.25), (0.7, 0.6), (0.85, 0.72), (0.15, 0.72), (0.3, 0.6), (0.35, 0.25)])
+    draw.ellipse(_box(rng, 0.45, 0.74, 0.55, 0.84), fill=0)
+
+
+DRAWING_MOTIFS = (_smiley, _house, _sun, _tree, _fish, _flower, _cloud, _envelope)
+OBJECT_MOTIFS = (_heart, _cup, _umbrella, _ladder, _car, _bell)
+
+
+def drawing(draw, rng, image):
+    DRAWING_MOTIFS[int(rng.integers(len(DRAWING_MOTIFS)))](draw, rng, _pen(rng) // 2 + 2)
+
+
+def thing(draw, rng, image):
+    OBJECT_MOTIFS[int(rng.integers(len(OBJECT_MOTIFS)))](draw, rng, _pen(rng) // 2 + 2)
+
+
+def zigzag(draw, rng, image):
+    """A zigzag or a wave of four to eight strokes across the picture."""
+    corners = int(rng.integers(5, 10))
+    height, middle = rng.uniform(0.1, 0.25), rng.uniform(0.4, 0.6)
+    points = [(0.1 + 0.8 * i / (corners - 1), middle + height * (-1) ** i) for i in range(corners)]
+    points = [(x * CANVAS, y * CANVAS) for x, y in points]
+    draw.line(_smooth(points, steps=4) if rng.random() < 0.5 else points, fill=0, width=_pen(rng), joint="curve")
 
 
 TRAINING_KINDS: dict[str, Drawer] = {
@@ -316,13 +422,15 @@ TRAINING_KINDS: dict[str, Drawer] = {
     "tick": tick,
     "noise": noise,
     "texture": texture,
+    "arrow": arrow,
+    "drawing": drawing,
 }
 EVALUATION_KINDS: dict[str, Drawer] = {
     "word": word,
     "star": star,
-    "arrow": arrow,
     "spiral": spiral,
-    "simple drawing": drawing,
+    "zigzag": zigzag,
+    "object": thing,
 }
 
 
