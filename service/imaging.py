@@ -264,27 +264,13 @@ def _quadratic_design(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _otsu_threshold(values: np.ndarray, bins: int = 64) -> float:
     """The value that best splits ``values`` into two classes (Otsu 1979: most between-class variance)."""
-    counts, edges = _histogram(values, bins)
+    counts, edges = np.histogram(values, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2
     below = np.cumsum(counts)[:-1].astype(np.float64)
     above = len(values) - below
     mass_below = np.cumsum(counts * centres)[:-1]
     between = (mass_below * len(values) - below * float(np.sum(counts * centres))) ** 2 / np.maximum(below * above, 1)
     return float(edges[int(np.argmax(between)) + 1])
-
-
-def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.histogram(values, bins) for finite values: the same counts at less than half its cost."""
-    low, high = float(values.min()), float(values.max())
-    if low == high:
-        low, high = low - 0.5, high + 0.5
-    edges = np.linspace(low, high, bins + 1)
-    # numpy's own steps: the bin by arithmetic, then corrected by the edges it reports.
-    index = ((values - low) / (high - low) * bins).astype(np.intp)
-    index[index == bins] = bins - 1
-    index[values < edges[index]] -= 1
-    index[(values >= edges[index + 1]) & (index != bins - 1)] += 1
-    return np.bincount(index, minlength=bins), edges
 
 
 def _place_by_centre_of_mass(digit: np.ndarray, height: int, width: int) -> np.ndarray:
