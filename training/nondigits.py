@@ -292,8 +292,10 @@ def _smiley(draw, rng, pen):
     draw.ellipse(_box(rng, 0.15, 0.15, 0.85, 0.85), outline=0, width=pen)
     for x in (0.38, 0.62):
         draw.ellipse(_box(rng, x - 0.05, 0.35, x + 0.05, 0.45), fill=0)
-    mood = (20, 160) if rng.random() < 0.7 else (200, 340)  # a smile or a frown
-    draw.arc(_box(rng, 0.32, 0.4, 0.68, 0.7) if mood[0] == 20 else _box(rng, 0.32, 0.6, 0.68, 0.85), *mood, fill=0, width=pen)
+    if rng.random() < 0.7:  # a smile: the lower half of a circle
+        draw.arc(_box(rng, 0.32, 0.4, 0.68, 0.7), 20, 160, fill=0, width=pen)
+    else:  # a frown: the upper half, lower down
+        draw.arc(_box(rng, 0.32, 0.6, 0.68, 0.85), 200, 340, fill=0, width=pen)
 
 
 def _house(draw, rng, pen):
