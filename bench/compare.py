@@ -21,7 +21,13 @@ processes spend per request (from /proc, master and workers) moves much less, so
 gives both: ``cpu ratio`` is naive's CPU per request over the service's (above 1: the service
 does the same work with less CPU).
 
-``--baseline DIR`` runs a third server, the service from another checkout (an earlier commit),
+``--floor`` adds bench/floor_app.py: the naive app plus every feature the service keeps on
+(request id, log line, metrics, the MNIST recipe, the verdict, validation), each at its
+cheapest, under the service's worker.  Its columns say how fast Flask can be with those
+features at all: naive -> floor is their cost, floor -> service the cost of the service's
+structure.
+
+``--baseline DIR`` runs another server, the service from another checkout (an earlier commit),
 in the same rounds, so that a change is measured against its own past under the same load; the
 table then also gives that server's CPU per request and its ratio to this checkout's.
 
@@ -142,12 +148,12 @@ def requests_by_worker(multiproc_dir: Path) -> dict[int, float]:
     return totals
 
 
-def check_same_answers(service_port: int, naive_port: int, workdir: Path) -> None:
-    """Both servers answer 200 to every kind (wrk only counts statuses)."""
+def check_answers(ports: list[int]) -> None:
+    """Every server answers 200 to every kind (wrk only counts statuses)."""
     import http.client
 
     for kind in kinds():
-        for port in (service_port, naive_port):
+        for port in ports:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             headers = {"Content-Type": kind.content_type} if kind.body else {}
             connection.request(kind.method, kind.path, body=kind.body or None, headers=headers)
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="service environment")
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument (service)")
     parser.add_argument("--json", type=Path, help="also write every run here (bench/results/ is git-ignored)")
+    parser.add_argument("--floor", action="store_true", help="also run bench/floor_app.py (see above)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also run the service from this checkout (an earlier commit, e.g. from git archive)")
     args = parser.parse_args(argv)
@@ -189,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
             "naive": Server("naive", "bench.naive_app:create_app()", ["--workers", "2"],
                             {"MODEL_REPOSITORY": repository, "OMP_NUM_THREADS": "1"}),
         }
+        if args.floor:
+            (workdir / "prometheus-floor").mkdir()
+            servers["floor"] = Server("floor", "bench.floor_app:create_app()", ["--config", "gunicorn.conf.py"],
+                                      {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus-floor")})
         if args.baseline:
             (workdir / "prometheus-baseline").mkdir()
             servers["baseline"] = Server(
@@ -198,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         ports = {name: free_port() for name in servers}
         processes = {name: stack.enter_context(running(server, ports[name], workdir))
                      for name, server in servers.items()}
-        check_same_answers(ports["service"], ports["naive"], workdir)
+        check_answers(list(ports.values()))
 
         runs = []
         for round_index in range(args.rounds):
@@ -225,9 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.rounds} interleaved rounds of "
           f"{args.duration:g} s per cell, medians; service: gunicorn.conf.py {' '.join(args.gunicorn_arg)} "
           f"{' '.join(args.env)}; naive: bench/naive_app.py on 2 sync workers\n")
-    baseline = "baseline" in servers
+    baseline, floor = "baseline" in servers, "floor" in servers
     print(f"{'request':<26} {'conns':>5} {'service/s':>10} {'naive/s':>10} {'ratio':>6}   "
           f"{'cpu us/req':>10} {'naive':>6} {'cpu ratio':>9} {'errors':>6}  "
+          + (f"{'floor/s':>9} {'ratio':>6} {'cpu':>6} {'cpu ratio':>9}  " if floor else "")
           + (f"{'baseline cpu':>12} {'x service':>9}  " if baseline else "") + "balance")
     for kind in (all_kinds[name] for name in args.kinds):
         for connections in kind.concurrency:
@@ -241,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label:<26} {connections:>5} {rate['service'] * unit:>10,.0f} {rate['naive'] * unit:>10,.0f} "
                   f"{rate['service'] / rate['naive']:>6.2f}   {cpu['service']:>10.0f} {cpu['naive']:>6.0f} "
                   f"{cpu['naive'] / cpu['service']:>9.2f} {errors:>6}  "
+                  + (f"{rate['floor'] * unit:>9,.0f} {rate['floor'] / rate['naive']:>6.2f} {cpu['floor']:>6.0f} "
+                     f"{cpu['naive'] / cpu['floor']:>9.2f}  " if floor else "")
                   + (f"{cpu['baseline']:>12.0f} {cpu['baseline'] / cpu['service']:>9.2f}  " if baseline else "")
                   + (f"min worker share {min(shares):.0%}" if shares else ""))
     if args.json:

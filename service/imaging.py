@@ -94,8 +94,10 @@ def prepare(data: bytes, spec: ImageSpec) -> np.ndarray:
 
 def prepare_image(image: Image.Image, spec: ImageSpec) -> np.ndarray:
     """A decoded image -> float32 array [height, width] in [0, 1], light ink on dark."""
-    if _is_model_ready(image, spec):
-        return np.asarray(image, dtype=np.float32) / 255.0
+    if image.mode == "L" and image.size == (spec.width, spec.height) and "transparency" not in image.info:
+        pixels = np.asarray(image)  # one conversion: Pillow copies the pixels out on each
+        if _is_light_on_dark(pixels):  # already a model input, e.g. an MNIST sample
+            return pixels.astype(np.float32) / 255.0
     return mnist_recipe(grayscale(image), spec)
 
 
@@ -288,14 +290,12 @@ def _place_by_centre_of_mass(digit: np.ndarray, height: int, width: int) -> np.n
     return field
 
 
-def _is_model_ready(image: Image.Image, spec: ImageSpec) -> bool:
-    """Already a model input: 8-bit grayscale, the exact size, light ink on a dark background."""
-    if image.mode != "L" or image.size != (spec.width, spec.height) or "transparency" in image.info:
-        return False
-    low, high = image.getextrema()
+def _is_light_on_dark(pixels: np.ndarray) -> bool:
+    """8-bit pixels with light ink on a dark background, as MNIST has them."""
+    low, high = int(pixels.min()), int(pixels.max())
     if high - low < MIN_CONTRAST * 255:
         raise NoInk("no ink found: the image is blank (a single shade)")
-    return _border_median(np.asarray(image)) <= (low + high) / 2
+    return _border_median(pixels) <= (low + high) / 2
 
 
 def _border_median(pixels: np.ndarray) -> float:

@@ -20,13 +20,12 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess, values
 
-# In multiprocess mode every update checks whether the process has forked, with os.getpid(): a
-# system call per update, several per request.  This answers the same without one: the value is
-# renewed in every forked child.
-_process_id = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _process_id.__setitem__(0, os.getpid()))
+from service import lifecycle
+
+# In multiprocess mode every update checks whether the process has forked: by the process id
+# that service.lifecycle keeps, not by a system call per update.
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    values.ValueClass = values.MultiProcessValue(lambda: _process_id[0])
+    values.ValueClass = values.MultiProcessValue(lifecycle.process_id)
 
 REQUESTS = Counter(
     "serving_requests", "HTTP requests by endpoint, model and status", ["endpoint", "model", "status"]

@@ -15,12 +15,11 @@ is not retried on every poll; the previous version keeps serving.  Nothing here 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from service import metrics
+from service import lifecycle, metrics
 from service.errors import ModelNotFound, ModelUnavailable
 from service.manifest import Manifest, TensorSpec
 from service.repository import (
@@ -78,7 +77,7 @@ class ModelRegistry:
         self._poller: threading.Thread | None = None
         self._scans = 0
         # Sessions belong to the process that made them (see service.runtime).
-        self._pid = os.getpid()
+        self._pid = lifecycle.process_id()
 
     # --- reading (request path) ---
 
@@ -113,9 +112,9 @@ class ModelRegistry:
         }
 
     def _check_process(self) -> None:
-        if os.getpid() != self._pid:
+        if lifecycle.process_id() != self._pid:
             raise RuntimeError(
-                f"model sessions were created in process {self._pid} and used in {os.getpid()}: "
+                f"model sessions were created in process {self._pid} and used in {lifecycle.process_id()}: "
                 "create the app after the fork (gunicorn without --preload)"
             )
 
