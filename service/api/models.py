@@ -81,12 +81,11 @@ def predict_numbers(name: str):
         buffer = io.BytesIO()
         np.save(buffer, next(iter(outputs.values())), allow_pickle=False)
         return Response(buffer.getvalue(), mimetype=NPY)
-    rendered = {output: value.tolist() for output, value in outputs.items()}
     return bodies.render(
         NumbersResponse(
             model=model.name,
             version=model.number,
-            outputs=next(iter(rendered.values())) if len(rendered) == 1 else rendered,
+            outputs=next(iter(outputs.values())) if len(outputs) == 1 else outputs,
         )
     )
 
