@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.compare import MODEL, WRK_SCRIPT, cpu_seconds, kinds, run_wrk
-from bench.serve import ROOT, Server, free_port, newest_model_file, running
+from bench.serve import ROOT, Server, free_port, newest_model_file, running, wait_until_ready
 
 KINDS = ("json1", "json64")
 
@@ -51,40 +51,31 @@ KINDS = ("json1", "json64")
 @contextmanager
 def started(name: str, command: list[str], env: dict, ready_path: str, port: int, log_dir: Path, cwd: Path = ROOT,
             timeout: float = 120):
-    """A server started by ``command`` in its own process group, until /``ready_path`` answers 200."""
+    """A server started by ``command`` in its own process group, once ``ready_path`` answers 200."""
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {timeout:.0f} s; see {log_path}")
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                connection.request("GET", ready_path)
-                if connection.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            time.sleep(0.5)
+        wait_until_ready(port, process, log_path, timeout, path=ready_path)
         yield process
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # TorchServe's Java front end outlives its launcher
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=20)
-                time.sleep(0.5)
-            except subprocess.TimeoutExpired:
-                continue
+        # The whole group, and then whatever is left of it: TorchServe's Java front end outlives its launcher.
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(1)
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:  # nothing left in it
+        pass
 
 
 def torchserve(port: int, model_file: Path, workdir: Path, packages: Path | None):

@@ -91,14 +91,15 @@ def running(server: Server, port: int, log_dir: Path) -> Iterator[subprocess.Pop
             process.wait()
 
 
-def wait_until_ready(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+def wait_until_ready(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 60,
+                     path: str = "/readyz") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; see {log_path}:\n{log_path.read_text()[-2000:]}")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            connection.request("GET", "/readyz")
+            connection.request("GET", path)
             if connection.getresponse().status == 200:
                 return
         except OSError:
