@@ -1,6 +1,6 @@
 """The service against a naive Flask + onnxruntime app, side by side, interleaved, with wrk.
 
-    python -m bench.compare                        # 3 rounds x 5 s per cell, about 6 minutes
+    python -m bench.compare                        # 3 rounds x 5 s per cell, about 7 minutes (10 with --floor)
     python -m bench.compare --rounds 4 --duration 5 --json bench/results/compare.json
     python -m bench.compare --kinds png28 health --rounds 2 --duration 3   # a quick look
     mkdir /tmp/before && git archive e701597 | tar -x -C /tmp/before
@@ -23,9 +23,9 @@ does the same work with less CPU).
 
 ``--floor`` adds bench/floor_app.py: the naive app plus every feature the service keeps on
 (request id, log line, metrics, the MNIST recipe, the verdict, validation), each at its
-cheapest, under the service's worker.  Its columns say how fast Flask can be with those
-features at all: naive -> floor is their cost, floor -> service the cost of the service's
-structure.
+cheapest, under the service's worker.  Its columns (ratios to the naive app, as the service's)
+say how fast Flask can be with those features at all: naive -> floor is their cost, floor ->
+service the cost of the service's structure.
 
 ``--baseline DIR`` runs another server, the service from another checkout (an earlier commit),
 in the same rounds, so that a change is measured against its own past under the same load; the
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     baseline, floor = "baseline" in servers, "floor" in servers
     print(f"{'request':<26} {'conns':>5} {'service/s':>10} {'naive/s':>10} {'ratio':>6}   "
           f"{'cpu us/req':>10} {'naive':>6} {'cpu ratio':>9} {'errors':>6}  "
-          + (f"{'floor/s':>9} {'ratio':>6} {'cpu':>6} {'cpu ratio':>9}  " if floor else "")
+          + (f"{'floor/s':>9} {'floor ratio':>11} {'floor cpu':>9} {'floor cpu ratio':>15}  " if floor else "")
           + (f"{'baseline cpu':>12} {'x service':>9}  " if baseline else "") + "balance")
     for kind in (all_kinds[name] for name in args.kinds):
         for connections in kind.concurrency:
@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{label:<26} {connections:>5} {rate['service'] * unit:>10,.0f} {rate['naive'] * unit:>10,.0f} "
                   f"{rate['service'] / rate['naive']:>6.2f}   {cpu['service']:>10.0f} {cpu['naive']:>6.0f} "
                   f"{cpu['naive'] / cpu['service']:>9.2f} {errors:>6}  "
-                  + (f"{rate['floor'] * unit:>9,.0f} {rate['floor'] / rate['naive']:>6.2f} {cpu['floor']:>6.0f} "
-                     f"{cpu['naive'] / cpu['floor']:>9.2f}  " if floor else "")
+                  + (f"{rate['floor'] * unit:>9,.0f} {rate['floor'] / rate['naive']:>11.2f} {cpu['floor']:>9.0f} "
+                     f"{cpu['naive'] / cpu['floor']:>15.2f}  " if floor else "")
                   + (f"{cpu['baseline']:>12.0f} {cpu['baseline'] / cpu['service']:>9.2f}  " if baseline else "")
                   + (f"min worker share {min(shares):.0%}" if shares else ""))
     if args.json:
