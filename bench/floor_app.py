@@ -19,7 +19,6 @@ production.
 from __future__ import annotations
 
 import logging
-import logging.config
 import os
 import time
 from pathlib import Path
