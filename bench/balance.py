@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 from bench.compare import WRK_SCRIPT, kinds, requests_by_worker, run_wrk
-from bench.overload import worker_pids
-from bench.serve import ROOT, Server, free_port, running
+from bench.serve import ROOT, Server, free_port, running, worker_pids
 
 
 def connections_by_worker(port: int, workers: list[int]) -> dict[int, int]:

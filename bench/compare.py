@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from bench.serve import ROOT, Server, free_port, running
+from bench.serve import ROOT, Server, free_port, process_table, running
 from bench.serve_payloads import drawn_digit, mnist_like_batch, npy_bytes, png_bytes
 
 MODEL = "mnist_mlp"
@@ -121,22 +121,12 @@ def run_wrk(port: int, kind: Kind, connections: int, seconds: float, workdir: Pa
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its live descendants, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents, times = {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    """User + system CPU time of a process and all its live descendants."""
+    table = process_table()
     family = {pid}
-    while grown := {child for child, parent in parents.items() if parent in family} - family:
+    while grown := {child for child, process in table.items() if process.parent in family} - family:
         family |= grown
-    return sum(times.get(member, 0.0) for member in family)
+    return sum(table[member].cpu_seconds for member in family if member in table)
 
 
 def requests_by_worker(multiproc_dir: Path) -> dict[int, float]:

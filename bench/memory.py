@@ -26,8 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.overload import worker_pids
-from bench.serve import ROOT, Server, free_port, running
+from bench.serve import ROOT, Server, free_port, running, worker_pids
 from bench.serve_payloads import drawn_digit, mnist_like_batch, npy_bytes, phone_photo, png_bytes
 
 BLOCK = 10_000

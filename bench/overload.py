@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.serve import ROOT, Server, free_port, running
+from bench.serve import ROOT, Server, free_port, running, worker_pids
 from bench.serve_payloads import drawn_digit, phone_photo, png_bytes
 
 
@@ -225,20 +225,6 @@ def merged(tallies: list[Tally]) -> Tally:
     for tally in tallies:
         total.merge(tally)
     return total
-
-
-def worker_pids(master: int) -> list[int]:
-    """The master's child processes (gunicorn workers), from /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                children.append(int(entry.name))
-    return sorted(children)
 
 
 def shed_counts(port: int) -> dict[str, float]:

@@ -27,8 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.compare import WRK_SCRIPT, kinds, run_wrk
-from bench.overload import worker_pids
-from bench.serve import ROOT, Server, free_port, running
+from bench.serve import ROOT, Server, free_port, running, worker_pids
 
 # Which library a frame belongs to, by the path py-spy prints (first match wins).
 LIBRARIES = [

@@ -110,6 +110,33 @@ def wait_until_ready(port: int, process: subprocess.Popen, log_path: Path, timeo
     raise RuntimeError(f"server not ready on port {port} after {timeout:.0f} s; see {log_path}")
 
 
+@dataclass(frozen=True)
+class ProcessStat:
+    parent: int
+    cpu_seconds: float  # user + system, so far
+
+
+def process_table() -> dict[int, ProcessStat]:
+    """Every live process's parent and CPU time, from /proc/<pid>/stat (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The fields after the command name, which may hold spaces and parentheses.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        table[int(entry.name)] = ProcessStat(int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    return table
+
+
+def worker_pids(master: int) -> list[int]:
+    """The master's child processes (gunicorn workers)."""
+    return sorted(pid for pid, process in process_table().items() if process.parent == master)
+
+
 def newest_model_file(repository: Path) -> Path:
     versions = version_numbers(repository / MODEL)
     if not versions:

@@ -30,7 +30,7 @@ import onnxruntime as ort
 import requests
 import tritonclient.http as httpclient
 
-from bench.serve import ROOT, Server, free_port, newest_model_file, raw_onnxruntime, running
+from bench.serve import ROOT, Server, free_port, newest_model_file, process_table, raw_onnxruntime, running, worker_pids
 from bench.serve_payloads import mnist_like_batch
 from service.runtime import session_options
 
@@ -100,23 +100,10 @@ def scrape(url: str) -> dict[str, float]:
     return totals
 
 
-def worker_cpu_seconds(port: int) -> dict[int, float]:
-    """User + system CPU seconds of each gunicorn worker bound to ``port``, from /proc (Linux)."""
-    bind = f"127.0.0.1:{port}".encode()
-    stats = {}  # pid -> the fields of /proc/<pid>/stat after the command name
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and bind in (entry / "cmdline").read_bytes().split(b"\0"):
-                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # a process that ended meanwhile
-            continue
-    ticks = os.sysconf("SC_CLK_TCK")
-    # Workers are forked from the master, so they share its command line; the master is their parent.
-    return {
-        pid: (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-        for pid, fields in stats.items()
-        if int(fields[1]) in stats
-    }
+def worker_cpu_seconds(master: int) -> dict[int, float]:
+    """User + system CPU seconds of each of the master's gunicorn workers."""
+    table = process_table()
+    return {pid: table[pid].cpu_seconds for pid in worker_pids(master) if pid in table}
 
 
 def check_answer(url: str, model_file: Path, pixels: np.ndarray) -> None:
@@ -190,13 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     url = f"127.0.0.1:{port}"
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-v2-") as log_dir, running(server, port, Path(log_dir)):
+    with tempfile.TemporaryDirectory(prefix="bench-v2-") as log_dir, running(server, port, Path(log_dir)) as process:
         check_answer(url, model_file, pixels)
         for datatype in ("FP32", "UINT8"):
             closed_loop(url, pixels, datatype, args.clients, 1.0)  # warm-up: connections, allocators
-            before, cpu_before = scrape(url), worker_cpu_seconds(port)
+            before, cpu_before = scrape(url), worker_cpu_seconds(process.pid)
             cell = closed_loop(url, pixels, datatype, args.clients, args.duration)
-            after, cpu_after = scrape(url), worker_cpu_seconds(port)
+            after, cpu_after = scrape(url), worker_cpu_seconds(process.pid)
             cell["server"] = {key: after[key] - before[key] for key in after}
             cell["worker_cpu"] = [cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in sorted(cpu_after)]
             results[datatype] = cell
